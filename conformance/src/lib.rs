@@ -1,0 +1,20 @@
+//! The conformance runner: cases in the wasi-testsuite JSON format, run through one wasmbay
+//! frontend and compared with their expectations.
+//!
+//! A case is a module (`name.wasm` or `name.wat`) with an optional `name.json` spec next to it
+//! (see `conformance/README.md` for the keys, including wasmbay's extensions). Frontends only
+//! have to turn a [`Invocation`] into an [`Observed`] result; discovery, fixtures, comparison
+//! and reporting are shared so that every frontend is judged by the same rules.
+
+pub mod case;
+pub mod compare;
+pub mod direct;
+pub mod fixture;
+pub mod report;
+pub mod suite;
+
+pub use case::{Case, CaseSpec};
+pub use compare::Verdict;
+pub use direct::DirectFrontend;
+pub use report::{CaseResult, Report};
+pub use suite::{discover, run_cases, Frontend, Invocation, Observed};

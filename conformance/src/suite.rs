@@ -1,0 +1,244 @@
+//! Finding cases, running them through a frontend, collecting results.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::case::{Case, CaseError};
+use crate::compare::{judge, Verdict};
+use crate::fixture::copy_fixture;
+use crate::report::{CaseResult, Outcome};
+
+/// What a frontend must run for one case.
+#[derive(Debug)]
+pub struct Invocation<'a> {
+    pub case: &'a Case,
+    /// Private copy of the root fixture, to preopen as `/`.
+    pub root: Option<PathBuf>,
+    /// A scratch directory owned by this run (bundles, logs…), removed afterwards.
+    pub scratch: &'a Path,
+    pub stdin: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// What the workload did, as a user of the frontend would see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A way to run a case: the direct CLI, an OCI runtime, containerd…
+pub trait Frontend: Sync {
+    fn name(&self) -> &str;
+    fn run(&self, invocation: &Invocation<'_>) -> Result<Observed, String>;
+}
+
+/// Lists the cases in `dir`: every `.wasm`/`.wat` file, with its `.json` spec when present.
+pub fn discover(dir: &Path) -> Result<Vec<Case>, CaseError> {
+    let read_err = |source| CaseError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let suite = suite_name(dir);
+    let mut modules: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm" || e == "wat"))
+        .collect();
+    modules.sort();
+    modules.iter().map(|m| Case::load(&suite, m)).collect()
+}
+
+/// A short, readable suite name: the path from the first `tests`/`conformance` component on.
+fn suite_name(dir: &Path) -> String {
+    let parts: Vec<String> = dir
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let start = parts
+        .iter()
+        .rposition(|p| p == "tests" || p == "conformance")
+        .map(|i| i + 1)
+        .unwrap_or(parts.len().saturating_sub(1));
+    parts[start.min(parts.len().saturating_sub(1))..].join("/")
+}
+
+/// Runs `cases` on `jobs` threads, calling `on_result` as each finishes (in completion order).
+pub fn run_cases(
+    frontend: &dyn Frontend,
+    cases: &[Case],
+    jobs: usize,
+    on_result: &(dyn Fn(&CaseResult) + Sync),
+) -> Vec<CaseResult> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(cases.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(case) = cases.get(index) else { break };
+                let result = run_one(frontend, case);
+                on_result(&result);
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((index, result));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn run_one(frontend: &dyn Frontend, case: &Case) -> CaseResult {
+    let started = Instant::now();
+    let outcome = (|| {
+        let scratch = tempfile::Builder::new()
+            .prefix("wasmbay-case-")
+            .tempdir()
+            .map_err(|e| format!("cannot create scratch dir: {e}"))?;
+        let root = match &case.root {
+            Some(fixture) => {
+                let copy = scratch.path().join("root");
+                copy_fixture(fixture, &copy)
+                    .map_err(|e| format!("cannot copy fixture {}: {e}", fixture.display()))?;
+                Some(copy)
+            }
+            None => None,
+        };
+        let invocation = Invocation {
+            case,
+            root,
+            scratch: scratch.path(),
+            stdin: case.spec.stdin.clone().unwrap_or_default().into_bytes(),
+            timeout: Duration::from_millis(case.timeout_ms()),
+        };
+        let observed = frontend.run(&invocation)?;
+        Ok::<_, String>(match judge(&case.spec, &observed) {
+            Verdict::Pass => Outcome::Pass,
+            Verdict::Fail(problems) => Outcome::Fail(problems.join("; ")),
+        })
+    })()
+    .unwrap_or_else(|e| Outcome::Fail(format!("frontend error: {e}")));
+    CaseResult {
+        id: case.id.clone(),
+        module: case.module.clone(),
+        outcome,
+        duration: started.elapsed(),
+    }
+}
+
+/// Runs a prepared command with `stdin`, capturing stdout and stderr. The frontend under test
+/// is expected to enforce the case timeout itself; `hard_limit` only guards the runner against
+/// a frontend that hangs, and such a run is an error, never a pass.
+pub fn run_process(
+    mut command: Command,
+    stdin: &[u8],
+    hard_limit: Duration,
+) -> Result<Observed, String> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = format!("{:?}", command.get_program());
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let mut input = child.stdin.take();
+    let input_bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        if let Some(pipe) = input.as_mut() {
+            // The guest may exit without reading; a broken pipe is not the runner's problem.
+            let _ = pipe.write_all(&input_bytes);
+        }
+        drop(input);
+    });
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(pipe) = out.as_mut() {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(pipe) = err.as_mut() {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let deadline = Instant::now() + hard_limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{program} did not finish within {} ms",
+                    hard_limit.as_millis()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(format!("waiting for {program}: {e}")),
+        }
+    };
+    let _ = writer.join();
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    let exit_code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    };
+    Ok(Observed {
+        exit_code,
+        stdout,
+        stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_names_are_short() {
+        assert_eq!(
+            suite_name(Path::new(
+                "../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1"
+            )),
+            "c/testsuite/wasm32-wasip1"
+        );
+        assert_eq!(suite_name(Path::new("conformance/corpus")), "corpus");
+        assert_eq!(suite_name(Path::new("/tmp/x/cases")), "cases");
+    }
+
+    #[test]
+    fn process_capture_reports_signals_as_128_plus_n() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat; echo err >&2; kill -TERM $$"]);
+        let observed = run_process(cmd, b"in", Duration::from_secs(10)).unwrap();
+        assert_eq!(observed.stdout, b"in");
+        assert_eq!(observed.stderr, b"err\n");
+        assert_eq!(observed.exit_code, 143);
+    }
+
+    #[test]
+    fn hung_process_is_an_error() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let err = run_process(cmd, b"", Duration::from_millis(100)).unwrap_err();
+        assert!(err.contains("did not finish"), "{err}");
+    }
+}

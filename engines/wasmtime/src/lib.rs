@@ -1,0 +1,136 @@
+//! The wasmtime engine behind wasmbay's [`Engine`] trait.
+//!
+//! Owns: engine settings (Cranelift, epoch interruption for kill, pooling allocation),
+//! compiling and precompiling core modules and components, loading precompiled artifacts by
+//! mapping the cache file, and running WASI preview 1 commands and `wasi:cli/command`
+//! components. Knows nothing of containers: frontends hand it a [`WasiConfig`].
+
+mod limits;
+mod outcome;
+mod run_component;
+mod run_core;
+mod settings;
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmbay_shim_core::{CompiledModule, Engine, EngineError, ModuleKind};
+
+pub use settings::Settings;
+
+/// wasmtime with one configuration; cheap to share between threads.
+pub struct WasmtimeEngine {
+    engine: wasmtime::Engine,
+    core_linker: Arc<wasmtime::Linker<run_core::CoreState>>,
+    component_linker: Arc<wasmtime::component::Linker<run_component::ComponentState>>,
+    fingerprint: String,
+}
+
+impl WasmtimeEngine {
+    pub fn new(settings: &Settings) -> Result<Self, EngineError> {
+        let engine = settings.build_engine()?;
+        let core_linker = run_core::linker(&engine)?;
+        let component_linker = run_component::linker(&engine)?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let fingerprint = format!("{}-{:016x}", std::env::consts::ARCH, hasher.finish());
+        Ok(WasmtimeEngine {
+            engine,
+            core_linker: Arc::new(core_linker),
+            component_linker: Arc::new(component_linker),
+            fingerprint,
+        })
+    }
+
+    fn wrap_core(&self, module: wasmtime::Module) -> Result<Arc<dyn CompiledModule>, EngineError> {
+        let pre = self
+            .core_linker
+            .instantiate_pre(&module)
+            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        Ok(Arc::new(run_core::CoreModule::new(
+            self.engine.clone(),
+            module,
+            pre,
+        )))
+    }
+
+    fn wrap_component(
+        &self,
+        component: wasmtime::component::Component,
+    ) -> Result<Arc<dyn CompiledModule>, EngineError> {
+        let pre = self
+            .component_linker
+            .instantiate_pre(&component)
+            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        Ok(Arc::new(run_component::ComponentModule::new(
+            self.engine.clone(),
+            pre,
+        )?))
+    }
+}
+
+impl Engine for WasmtimeEngine {
+    fn name(&self) -> &'static str {
+        "wasmtime"
+    }
+
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    fn supports(&self, _kind: ModuleKind) -> bool {
+        true
+    }
+
+    fn compile(
+        &self,
+        wasm: &[u8],
+        kind: ModuleKind,
+    ) -> Result<Arc<dyn CompiledModule>, EngineError> {
+        let invalid = |e: wasmtime::Error| EngineError::InvalidModule(format!("{e:#}"));
+        match kind {
+            ModuleKind::Core => {
+                self.wrap_core(wasmtime::Module::new(&self.engine, wasm).map_err(invalid)?)
+            }
+            ModuleKind::Component => self.wrap_component(
+                wasmtime::component::Component::new(&self.engine, wasm).map_err(invalid)?,
+            ),
+        }
+    }
+
+    fn precompile(&self, wasm: &[u8], kind: ModuleKind) -> Result<Vec<u8>, EngineError> {
+        let result = match kind {
+            ModuleKind::Core => self.engine.precompile_module(wasm),
+            ModuleKind::Component => self.engine.precompile_component(wasm),
+        };
+        result.map_err(|e| EngineError::InvalidModule(format!("{e:#}")))
+    }
+
+    fn load_precompiled(
+        &self,
+        path: &Path,
+        kind: ModuleKind,
+    ) -> Result<Arc<dyn CompiledModule>, EngineError> {
+        let bad = |e: wasmtime::Error| EngineError::BadArtifact {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        // SAFETY: the artifact comes from the cache, which only this runtime writes (mode 0700
+        // directory, files replaced by rename); wasmtime still checks its version and settings
+        // header. `deserialize_file` maps the file, so processes share the code pages.
+        match kind {
+            ModuleKind::Core => {
+                let module = unsafe { wasmtime::Module::deserialize_file(&self.engine, path) }
+                    .map_err(bad)?;
+                self.wrap_core(module)
+            }
+            ModuleKind::Component => {
+                let component =
+                    unsafe { wasmtime::component::Component::deserialize_file(&self.engine, path) }
+                        .map_err(bad)?;
+                self.wrap_component(component)
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! wasmtime configuration. Every setting here changes compiled code or runtime limits, so the
+//! whole set feeds the precompiled-cache fingerprint (through wasmtime's compatibility hash).
+
+use wasmbay_shim_core::EngineError;
+
+/// Tunables a frontend may change (runtime options, CLI flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Use the pooling instance allocator: instantiation reuses pre-reserved slots instead of
+    /// fresh `mmap`s. Worth it when one process instantiates repeatedly.
+    pub pooling: bool,
+    /// How many instances the pool holds when `pooling` is on.
+    pub pool_instances: u32,
+    /// Maximum wasm stack in bytes; deeper recursion traps with "call stack exhausted".
+    pub max_wasm_stack: usize,
+    /// Cranelift optimisation: `speed` unless set to `none` for faster compiles.
+    pub optimize: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            pooling: true,
+            pool_instances: 8,
+            max_wasm_stack: 1 << 20,
+            optimize: true,
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn build_engine(&self) -> Result<wasmtime::Engine, EngineError> {
+        let mut config = wasmtime::Config::new();
+        // Epochs make guest code check a counter at loop back-edges and function entries, so
+        // `kill` can stop `loop {}` without host calls at a cost of a load and compare.
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config.max_wasm_stack(self.max_wasm_stack);
+        config.cranelift_opt_level(if self.optimize {
+            wasmtime::OptLevel::Speed
+        } else {
+            wasmtime::OptLevel::None
+        });
+        // Copy-on-write mapping of data segments from the (mapped) artifact: instantiation cost
+        // does not grow with the size of initial memory.
+        config.memory_init_cow(true);
+        // Parallel compilation of large modules uses every core.
+        config.parallel_compilation(true);
+
+        if self.pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            let n = self.pool_instances.max(1);
+            pool.total_core_instances(n)
+                .total_component_instances(n)
+                .total_memories(n)
+                .total_tables(n)
+                .total_stacks(0)
+                .max_unused_warm_slots(n);
+            let mut pooled = config.clone();
+            pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            match wasmtime::Engine::new(&pooled) {
+                Ok(engine) => return Ok(engine),
+                // Pools reserve address space up front; where that is refused (tight
+                // RLIMIT_AS) on-demand allocation runs the same code, only slower to start.
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable, using on-demand allocation")
+                }
+            }
+        }
+        wasmtime::Engine::new(&config).map_err(|e| EngineError::Internal(format!("{e:#}")))
+    }
+}

@@ -1,0 +1,233 @@
+//! Deriving a workload's WASI configuration from an OCI runtime spec (`config.json`).
+//!
+//! The mapping, field by field:
+//! - `process.args` → argv; `args[0]` loses its `#func` suffix (that selects the export),
+//! - `process.env` → the guest environment, and nothing from the host,
+//! - `process.cwd` → the guest working directory,
+//! - `root` → the guest's `/`, read-only when `root.readonly`,
+//! - bind mounts → extra preopened directories at their destination, read-only with `ro`,
+//! - `linux.resources.memory.limit` → the memory limit of the instance.
+//!
+//! Whether host paths are the spec's own or already re-rooted depends on where the frontend
+//! runs, which [`RootView`] says.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::entrypoint::Entrypoint;
+use crate::wasi::{Preopen, WasiConfig};
+
+/// Where the caller sees the container's files.
+#[derive(Debug, Clone)]
+pub enum RootView {
+    /// On the host: the rootfs is this directory, bind mount sources are host paths.
+    Host { rootfs: PathBuf },
+    /// Inside the container after pivot_root: the rootfs is `/` and mounts are already in place
+    /// at their destinations.
+    InContainer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("config.json: `process` is missing")]
+    NoProcess,
+    #[error("config.json: `process.args` is empty")]
+    NoArgs,
+    #[error("config.json: `{field}` is not valid UTF-8")]
+    NotUtf8 { field: &'static str },
+}
+
+/// The program a spec asks to run and the WASI view it gets.
+#[derive(Debug)]
+pub struct WorkloadSpec {
+    pub entrypoint: Entrypoint,
+    pub config: WasiConfig,
+    /// Host path of the guest's `/`.
+    pub rootfs: PathBuf,
+}
+
+pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, SpecError> {
+    let process = spec.process().as_ref().ok_or(SpecError::NoProcess)?;
+    let args = process
+        .args()
+        .as_ref()
+        .filter(|a| !a.is_empty())
+        .ok_or(SpecError::NoArgs)?;
+    let entrypoint = Entrypoint::parse(&args[0]);
+    let mut argv = Vec::with_capacity(args.len());
+    argv.push(entrypoint.path.clone());
+    argv.extend(args[1..].iter().cloned());
+
+    let env = WasiConfig::parse_env(process.env().as_deref().unwrap_or_default());
+    let cwd = process
+        .cwd()
+        .to_str()
+        .ok_or(SpecError::NotUtf8 {
+            field: "process.cwd",
+        })?
+        .to_string();
+
+    let (rootfs, root_read_only) = match view {
+        RootView::Host { rootfs } => (
+            rootfs.clone(),
+            spec.root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+        ),
+        RootView::InContainer => (
+            PathBuf::from("/"),
+            spec.root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+        ),
+    };
+
+    let mut preopens = vec![Preopen {
+        host: rootfs.clone(),
+        guest: "/".to_string(),
+        read_only: root_read_only,
+    }];
+    for mount in spec.mounts().as_deref().unwrap_or_default() {
+        let options = mount.options().as_deref().unwrap_or_default();
+        let is_bind = mount.typ().as_deref() == Some("bind")
+            || options.iter().any(|o| o == "bind" || o == "rbind");
+        if !is_bind {
+            continue;
+        }
+        let Some(guest) = mount.destination().to_str() else {
+            return Err(SpecError::NotUtf8 {
+                field: "mounts[].destination",
+            });
+        };
+        if guest == "/" {
+            continue;
+        }
+        let host = match view {
+            RootView::Host { .. } => match mount.source() {
+                Some(source) => source.clone(),
+                None => continue,
+            },
+            RootView::InContainer => Path::new(guest).to_path_buf(),
+        };
+        preopens.push(Preopen {
+            host,
+            guest: guest.to_string(),
+            read_only: options.iter().any(|o| o == "ro"),
+        });
+    }
+
+    let memory_limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|limit| *limit > 0)
+        .map(|limit| limit as u64);
+
+    Ok(WorkloadSpec {
+        entrypoint,
+        config: WasiConfig {
+            args: argv,
+            env,
+            cwd,
+            preopens,
+            memory_limit,
+            ..WasiConfig::default()
+        },
+        rootfs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const BASE: &str = r#"{
+        "ociVersion": "1.0.2",
+        "process": {
+            "cwd": "/work",
+            "args": ["/app.wasm#serve", "--port", "8080", ""],
+            "env": ["PATH=/bin", "EMPTY=", "UNI=héllo ✓"],
+            "user": {"uid": 0, "gid": 0}
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "ro"]},
+            {"destination": "/scratch", "source": "/tmp/s", "options": ["bind", "rw"]}
+        ],
+        "linux": {"resources": {"memory": {"limit": 67108864}}}
+    }"#;
+
+    #[test]
+    fn maps_every_field_from_the_host_view() {
+        let w = workload_from_spec(
+            &spec(BASE),
+            &RootView::Host {
+                rootfs: "/bundle/rootfs".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(w.entrypoint.path, "/app.wasm");
+        assert_eq!(w.entrypoint.func.as_deref(), Some("serve"));
+        assert_eq!(w.config.args, ["/app.wasm", "--port", "8080", ""]);
+        assert_eq!(
+            w.config.env,
+            vec![
+                ("PATH".into(), "/bin".into()),
+                ("EMPTY".into(), String::new()),
+                ("UNI".into(), "héllo ✓".into()),
+            ]
+        );
+        assert_eq!(w.config.cwd, "/work");
+        assert_eq!(w.config.memory_limit, Some(64 << 20));
+        assert_eq!(
+            w.config.preopens,
+            vec![
+                Preopen {
+                    host: "/bundle/rootfs".into(),
+                    guest: "/".into(),
+                    read_only: true
+                },
+                Preopen {
+                    host: "/srv/data".into(),
+                    guest: "/data".into(),
+                    read_only: true
+                },
+                Preopen {
+                    host: "/tmp/s".into(),
+                    guest: "/scratch".into(),
+                    read_only: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn in_container_view_uses_destinations() {
+        let w = workload_from_spec(&spec(BASE), &RootView::InContainer).unwrap();
+        assert_eq!(w.rootfs, PathBuf::from("/"));
+        assert_eq!(w.config.preopens[1].host, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn missing_args_and_unlimited_memory() {
+        let no_args =
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}}"#;
+        let err = workload_from_spec(&spec(no_args), &RootView::InContainer).unwrap_err();
+        assert_eq!(err.to_string(), "config.json: `process.args` is empty");
+        let unlimited = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["a.wasm"],"user":{"uid":0,"gid":0}},
+            "linux":{"resources":{"memory":{"limit":-1}}}}"#;
+        let w = workload_from_spec(&spec(unlimited), &RootView::InContainer).unwrap();
+        assert_eq!(w.config.memory_limit, None);
+        assert!(w.config.env.is_empty());
+    }
+}

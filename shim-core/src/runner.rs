@@ -1,0 +1,166 @@
+//! Turning a module file into a [`CompiledModule`]: read, classify, convert text, consult the
+//! precompiled cache, compile on a miss. Every frontend goes through here so that they all
+//! report bad input the same way and all share one cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cache::{module_digest, CacheKey, ModuleCache};
+use crate::engine::{error_codes, CompiledModule, Engine, EngineError, ModuleKind};
+use crate::entrypoint::FileFormat;
+
+/// A failure to produce a runnable module, naming the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read module: {source}")]
+    MissingFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a wasm module: file is {}", format.describe())]
+    NotWasm { path: PathBuf, format: FileFormat },
+    #[error("{path}: invalid WebAssembly text: {message}")]
+    BadText { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Engine { path: PathBuf, source: EngineError },
+}
+
+impl LoadError {
+    /// The process exit code for this error (see [`error_codes`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LoadError::MissingFile { .. } => error_codes::MISSING_FILE,
+            LoadError::NotWasm { .. } => error_codes::NOT_WASM,
+            LoadError::BadText { .. } => error_codes::INVALID_MODULE,
+            LoadError::Engine { source, .. } => source.exit_code(),
+        }
+    }
+}
+
+/// How a module was obtained, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Loaded from a precompiled artifact in the cache.
+    CacheHit,
+    /// Compiled now and stored in the cache.
+    CompiledAndCached,
+    /// Compiled now, not cached (cache off, or the engine cannot precompile).
+    Compiled,
+}
+
+/// Loads modules for one engine, with or without a cache.
+pub struct ModuleLoader<'a> {
+    engine: &'a dyn Engine,
+    cache: Option<ModuleCache>,
+}
+
+impl<'a> ModuleLoader<'a> {
+    pub fn new(engine: &'a dyn Engine, cache: Option<ModuleCache>) -> Self {
+        ModuleLoader { engine, cache }
+    }
+
+    /// Reads and loads the module at `path` (binary wasm or WAT).
+    pub fn load_file(
+        &self,
+        path: &Path,
+    ) -> Result<(Arc<dyn CompiledModule>, Provenance), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::MissingFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// Loads a module whose bytes are already in memory; `origin` names it in errors.
+    pub fn load_bytes(
+        &self,
+        origin: &Path,
+        bytes: &[u8],
+    ) -> Result<(Arc<dyn CompiledModule>, Provenance), LoadError> {
+        let engine_err = |source| LoadError::Engine {
+            path: origin.to_path_buf(),
+            source,
+        };
+        let format = FileFormat::detect(&bytes[..bytes.len().min(64)]);
+        let converted;
+        let (wasm, kind) = match format {
+            FileFormat::Wasm(kind) => (bytes, kind),
+            FileFormat::Wat => {
+                converted = wat::parse_bytes(bytes).map_err(|e| LoadError::BadText {
+                    path: origin.to_path_buf(),
+                    message: one_line(&e.to_string()),
+                })?;
+                match FileFormat::detect(&converted) {
+                    FileFormat::Wasm(kind) => (&converted[..], kind),
+                    _ => (&converted[..], ModuleKind::Core),
+                }
+            }
+            other => {
+                return Err(LoadError::NotWasm {
+                    path: origin.to_path_buf(),
+                    format: other,
+                })
+            }
+        };
+        if !self.engine.supports(kind) {
+            return Err(engine_err(EngineError::Unsupported {
+                engine: self.engine.name(),
+                kind: kind.as_str(),
+            }));
+        }
+        let Some(cache) = &self.cache else {
+            let module = self.engine.compile(wasm, kind).map_err(engine_err)?;
+            return Ok((module, Provenance::Compiled));
+        };
+
+        let key = CacheKey::new(
+            self.engine.name(),
+            &self.engine.fingerprint(),
+            kind.as_str(),
+            &module_digest(wasm),
+        );
+        if let Some(artifact) = cache.get(&key) {
+            match self.engine.load_precompiled(&artifact, kind) {
+                Ok(module) => return Ok((module, Provenance::CacheHit)),
+                Err(e) => {
+                    tracing::warn!(path = %artifact.display(), error = %e, "dropping unusable cache entry");
+                    cache.invalidate(&key);
+                }
+            }
+        }
+        let artifact = match self.engine.precompile(wasm, kind) {
+            Ok(artifact) => artifact,
+            Err(EngineError::NoPrecompile { .. }) => {
+                let module = self.engine.compile(wasm, kind).map_err(engine_err)?;
+                return Ok((module, Provenance::Compiled));
+            }
+            Err(e) => return Err(engine_err(e)),
+        };
+        match cache.put(&key, &artifact) {
+            Ok(stored) => {
+                let module = self
+                    .engine
+                    .load_precompiled(&stored, kind)
+                    .map_err(engine_err)?;
+                Ok((module, Provenance::CompiledAndCached))
+            }
+            Err(e) => {
+                // A full or read-only cache must not stop the workload; it only costs time.
+                tracing::warn!(error = %e, "cannot store precompiled module");
+                let module = self.engine.compile(wasm, kind).map_err(engine_err)?;
+                Ok((module, Provenance::Compiled))
+            }
+        }
+    }
+}
+
+/// Parser messages come with a source excerpt over several lines; errors here are one line
+/// (message and position).
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default().to_string();
+    match lines.next() {
+        Some(position) => format!("{first} ({})", position.trim_start_matches("--> ")),
+        None => first,
+    }
+}

@@ -1,0 +1,70 @@
+//! `wasmbay conformance`: run corpus directories through a frontend and report.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use wasmbay_conformance::{discover, run_cases, DirectFrontend, Frontend, Report};
+
+use crate::engines;
+
+#[derive(Args)]
+pub struct ConformanceArgs {
+    /// Engine to run the cases on.
+    #[arg(long, default_value = engines::DEFAULT_ENGINE)]
+    engine: String,
+    /// How cases are run: `direct` (wasmbay run).
+    #[arg(long, default_value = "direct")]
+    frontend: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+    /// Cases run at once (default: number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Bypass the precompiled cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Directories holding cases (`.wasm`/`.wat` with optional `.json`).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+}
+
+pub fn main(args: ConformanceArgs) -> Result<i32> {
+    // Fail early and clearly when the engine is not in this build.
+    engines::create(&args.engine)?;
+    let frontend: Box<dyn Frontend> = match args.frontend.as_str() {
+        "direct" => Box::new(DirectFrontend {
+            wasmbay: std::env::current_exe().context("cannot locate the wasmbay binary")?,
+            engine: args.engine.clone(),
+            use_cache: !args.no_cache,
+        }),
+        other => bail!("unknown frontend `{other}` (available: direct)"),
+    };
+    let mut cases = Vec::new();
+    for dir in &args.dirs {
+        let found = discover(dir).with_context(|| format!("reading cases in {}", dir.display()))?;
+        if found.is_empty() {
+            bail!("{}: no cases (.wasm or .wat files) found", dir.display());
+        }
+        cases.extend(found);
+    }
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let print = |result: &wasmbay_conformance::CaseResult| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", result.line());
+    };
+    let results = run_cases(frontend.as_ref(), &cases, jobs, &print);
+    let report = Report::new(&args.engine, frontend.name(), results);
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", report.summary());
+    Ok(if report.success() { 0 } else { 1 })
+}

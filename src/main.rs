@@ -1,0 +1,70 @@
+//! `wasmbay`: run WebAssembly modules, check conformance, manage the precompiled cache.
+
+mod cmd;
+mod engines;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wasmbay",
+    version,
+    about = "Run WebAssembly workloads as containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a wasm module or component (WASI preview 1 or 2).
+    Run(cmd::run::RunArgs),
+    /// Run conformance cases (wasi-testsuite JSON format) through a frontend.
+    Conformance(cmd::conformance::ConformanceArgs),
+    /// Inspect or clear the precompiled-module cache.
+    Cache(cmd::cache::CacheArgs),
+    /// List the engines this binary knows and which are compiled in.
+    Engines,
+}
+
+const DEFAULT_LOG_FILTER: &str =
+    "off,wasmbay=warn,wasmbay_shim_core=warn,wasmbay_engine_wasmtime=warn,wasmbay_conformance=warn";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                // Only wasmbay's own warnings by default: stderr belongs to the guest, and library
+                // chatter there would change what the workload appears to print.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd::run::main(args),
+        Command::Conformance(args) => cmd::conformance::main(args),
+        Command::Cache(args) => cmd::cache::main(args),
+        Command::Engines => {
+            for (name, compiled) in engines::available() {
+                let state = if compiled {
+                    "compiled in"
+                } else {
+                    "not compiled in"
+                };
+                println!("{name}\t{state}");
+            }
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("wasmbay: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
