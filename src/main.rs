@@ -28,6 +28,8 @@ enum Command {
     Cache(cmd::cache::CacheArgs),
     /// List the engines this binary knows and which are compiled in.
     Engines,
+    /// Measure start-up from the cache and kill latency.
+    Bench(cmd::bench::BenchArgs),
 }
 
 const DEFAULT_LOG_FILTER: &str =
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::main(args),
         Command::Conformance(args) => cmd::conformance::main(args),
         Command::Cache(args) => cmd::cache::main(args),
+        Command::Bench(args) => cmd::bench::main(args),
         Command::Engines => {
             for (name, compiled) in engines::available() {
                 let state = if compiled {

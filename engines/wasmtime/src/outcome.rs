@@ -57,11 +57,23 @@ pub(crate) fn classify(
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         let message = trap.to_string();
         let message = message.strip_prefix("wasm trap: ").unwrap_or(&message);
-        return Ok(ExitStatus::Trapped(message.to_string()));
+        return Ok(ExitStatus::Trapped(one_line(message)));
     }
     // Host functions fail with plain errors (e.g. a WASI call that cannot continue); to the
-    // guest that is still an abnormal end of the program, reported like a trap.
-    Ok(ExitStatus::Trapped(format!("{error:#}")))
+    // guest that is still an abnormal end of the program, reported like a trap. The root cause
+    // says what went wrong; the outer layers only add a backtrace.
+    Ok(ExitStatus::Trapped(one_line(
+        &error.root_cause().to_string(),
+    )))
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const fn libc_sigkill() -> i32 {

@@ -19,8 +19,23 @@ pub(crate) fn linker(
     engine: &wasmtime::Engine,
 ) -> Result<wasmtime::Linker<CoreState>, EngineError> {
     let mut linker = wasmtime::Linker::new(engine);
+    let internal = |e: wasmtime::Error| EngineError::Internal(format!("{e:#}"));
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CoreState| &mut state.wasi)
-        .map_err(|e| EngineError::Internal(format!("{e:#}")))?;
+        .map_err(internal)?;
+    // wasmtime-wasi turns `proc_exit(n)` with n >= 126 into a trap (a CLI convention that keeps
+    // shell codes free). A container reports the program's own status, whatever it is, so
+    // `proc_exit` is replaced by one that passes every value through.
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "proc_exit",
+            |_: wasmtime::Caller<'_, CoreState>, code: i32| -> wasmtime::Result<()> {
+                Err(wasmtime::Error::new(wasmtime_wasi::I32Exit(code)))
+            },
+        )
+        .map_err(internal)?;
+    linker.allow_shadowing(false);
     Ok(linker)
 }
 

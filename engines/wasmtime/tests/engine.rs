@@ -1,0 +1,222 @@
+//! The wasmtime engine through the `Engine` trait only, as frontends use it.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmbay_engine_wasmtime::{Settings, WasmtimeEngine};
+use wasmbay_shim_core::cache::ModuleCache;
+use wasmbay_shim_core::runner::{ModuleLoader, Provenance};
+use wasmbay_shim_core::{
+    CompiledModule, Engine, EngineError, ExitStatus, ModuleKind, Stdio, StopHandle, WasiConfig,
+};
+
+const PRINT_AND_EXIT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "out\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 3)))
+  (func (export "spin") (loop (br 0)))
+  (func (export "grow") (result i32)
+    ;; Grows one page at a time until refused; returns how many pages were added.
+    (local $n i32)
+    (block $done
+      (loop $again
+        (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $again)))
+    (local.get $n))
+  (func (export "trap") unreachable))"#;
+
+fn engine() -> WasmtimeEngine {
+    WasmtimeEngine::new(&Settings::default()).unwrap()
+}
+
+fn compile(engine: &WasmtimeEngine) -> Arc<dyn CompiledModule> {
+    let wasm = wat::parse_str(PRINT_AND_EXIT).unwrap();
+    engine.compile(&wasm, ModuleKind::Core).unwrap()
+}
+
+/// A config whose stdout goes to a temp file that the test reads back.
+fn captured() -> (WasiConfig, File) {
+    let file = tempfile::tempfile().unwrap();
+    let config = WasiConfig {
+        args: vec!["prog".into()],
+        stdout: Stdio::File(file.try_clone().unwrap()),
+        ..WasiConfig::default()
+    };
+    (config, file)
+}
+
+fn read_back(mut file: File) -> String {
+    file.rewind().unwrap();
+    let mut text = String::new();
+    file.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn one_compile_many_independent_runs() {
+    let engine = engine();
+    let module = compile(&engine);
+    for _ in 0..20 {
+        let (config, out) = captured();
+        let status = module.run(config, None, &StopHandle::new()).unwrap();
+        assert_eq!(status, ExitStatus::Exited(3));
+        assert_eq!(read_back(out), "out\n");
+    }
+}
+
+#[test]
+fn precompiled_artifact_loads_without_recompiling_and_runs() {
+    let engine = engine();
+    let wasm = wat::parse_str(PRINT_AND_EXIT).unwrap();
+    let artifact = engine.precompile(&wasm, ModuleKind::Core).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.bin");
+    std::fs::write(&path, artifact).unwrap();
+    let module = engine.load_precompiled(&path, ModuleKind::Core).unwrap();
+    let (config, out) = captured();
+    assert_eq!(
+        module.run(config, None, &StopHandle::new()).unwrap(),
+        ExitStatus::Exited(3)
+    );
+    assert_eq!(read_back(out), "out\n");
+}
+
+#[test]
+fn garbage_artifact_is_refused_with_its_path() {
+    let engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.bin");
+    std::fs::write(&path, b"not an artifact").unwrap();
+    let err = engine
+        .load_precompiled(&path, ModuleKind::Core)
+        .err()
+        .unwrap();
+    assert!(matches!(err, EngineError::BadArtifact { .. }));
+    assert!(err.to_string().contains("junk.bin"));
+}
+
+#[test]
+fn loader_uses_the_cache_on_the_second_load_and_recovers_from_corruption() {
+    let engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ModuleCache::new(dir.path().join("cache"), 1 << 30);
+    let module_path = dir.path().join("m.wat");
+    std::fs::write(&module_path, PRINT_AND_EXIT).unwrap();
+    let loader = ModuleLoader::new(&engine, Some(cache.clone()));
+    let (_, first) = loader.load_file(&module_path).unwrap();
+    assert_eq!(first, Provenance::CompiledAndCached);
+    let (module, second) = loader.load_file(&module_path).unwrap();
+    assert_eq!(second, Provenance::CacheHit);
+    let (config, _) = captured();
+    assert_eq!(
+        module.run(config, None, &StopHandle::new()).unwrap(),
+        ExitStatus::Exited(3)
+    );
+    // Corrupt every entry: the loader must notice, drop it and compile again. The damaged file
+    // replaces the entry by rename, as any writer must: truncating a file that a live module
+    // maps would fault that module.
+    for engine_dir in std::fs::read_dir(cache.dir()).unwrap() {
+        for entry in std::fs::read_dir(engine_dir.unwrap().path()).unwrap() {
+            let path = entry.unwrap().path();
+            let damaged = path.with_extension("damaged");
+            std::fs::write(&damaged, b"corrupt").unwrap();
+            std::fs::rename(&damaged, &path).unwrap();
+        }
+    }
+    let (_, third) = loader.load_file(&module_path).unwrap();
+    assert_eq!(third, Provenance::CompiledAndCached);
+}
+
+#[test]
+fn stop_from_another_thread_ends_a_tight_loop() {
+    let engine = engine();
+    let module = compile(&engine);
+    let stop = StopHandle::new();
+    let stopper = stop.clone();
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        stopper.stop(libc_sigterm());
+    });
+    let (config, _) = captured();
+    let status = module.run(config, Some("spin"), &stop).unwrap();
+    thread.join().unwrap();
+    assert_eq!(status, ExitStatus::Killed(libc_sigterm()));
+    assert_eq!(status.code(), 143);
+}
+
+#[test]
+fn stop_before_run_never_runs_guest_code() {
+    let engine = engine();
+    let module = compile(&engine);
+    let stop = StopHandle::new();
+    stop.stop(9);
+    let (config, out) = captured();
+    let status = module.run(config, None, &stop).unwrap();
+    assert_eq!(status, ExitStatus::Killed(9));
+    assert_eq!(read_back(out), "");
+}
+
+#[test]
+fn memory_limit_refuses_growth_past_it() {
+    let engine = engine();
+    let module = compile(&engine);
+    let (mut config, _) = captured();
+    // One page is there from the start; the limit allows ten in total.
+    config.memory_limit = Some(10 * 65536);
+    let status = module
+        .run(config, Some("grow"), &StopHandle::new())
+        .unwrap();
+    assert_eq!(status, ExitStatus::Exited(9));
+}
+
+#[test]
+fn trap_is_reported_with_its_message() {
+    let engine = engine();
+    let module = compile(&engine);
+    let (config, _) = captured();
+    let status = module
+        .run(config, Some("trap"), &StopHandle::new())
+        .unwrap();
+    match &status {
+        ExitStatus::Trapped(message) => assert!(message.contains("unreachable"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(status.code(), 251);
+}
+
+#[test]
+fn missing_export_is_an_error_before_running() {
+    let engine = engine();
+    let module = compile(&engine);
+    let (config, out) = captured();
+    let err = module
+        .run(config, Some("absent"), &StopHandle::new())
+        .unwrap_err();
+    assert!(matches!(err, EngineError::MissingExport { ref name } if name == "absent"));
+    assert_eq!(read_back(out), "");
+}
+
+#[test]
+fn fingerprint_is_stable_and_changes_with_settings() {
+    let a = engine().fingerprint();
+    assert_eq!(a, engine().fingerprint());
+    let unoptimized = WasmtimeEngine::new(&Settings {
+        optimize: false,
+        ..Settings::default()
+    })
+    .unwrap();
+    assert_ne!(a, unoptimized.fingerprint());
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}

@@ -1,0 +1,78 @@
+//! Malformed input to `wasmbay run`: one line on stderr naming the cause, a distinct exit code.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use common::wasmbay;
+
+#[test]
+fn each_kind_of_bad_input_has_its_own_code_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("truncated.wasm"), b"\0asm\x01\0\0\0\x01\x05").unwrap();
+    fs::write(d.join("magic.wasm"), b"\x7fWASM not really").unwrap();
+    fs::write(d.join("nostart.wat"), "(module (func (export \"other\")))").unwrap();
+    fs::write(d.join("funcs.wat"), "(module (func (export \"_start\")))").unwrap();
+
+    let cases = [
+        ("truncated.wasm", 245, "invalid module"),
+        ("magic.wasm", 246, "not a wasm module"),
+        ("nostart.wat", 244, "no exported function `_start`"),
+        ("missing.wasm", 247, "cannot read module"),
+        ("funcs.wat#nope", 243, "no exported function `nope`"),
+    ];
+    let mut codes = BTreeSet::new();
+    for (file, code, cause) in cases {
+        let output = wasmbay(d)
+            .current_dir(d)
+            .args(["run", file])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{file}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{file}: {stderr}");
+        let file_name = file.split('#').next().unwrap();
+        assert!(
+            stderr.contains(cause) && stderr.contains(file_name),
+            "{file}: {stderr}"
+        );
+        codes.insert(code);
+    }
+    assert_eq!(codes.len(), cases.len());
+}
+
+#[test]
+fn elf_is_reported_as_not_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = wasmbay(dir.path())
+        .args(["run", "/bin/sh"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(246));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ELF"));
+}
+
+#[test]
+fn unknown_engine_is_an_error_not_a_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("m.wat"),
+        "(module (func (export \"_start\")))",
+    )
+    .unwrap();
+    for (engine, message) in [
+        ("wasmer", "not compiled into this binary"),
+        ("nope", "unknown engine `nope`"),
+    ] {
+        let output = wasmbay(dir.path())
+            .args(["run", "--engine", engine])
+            .arg(dir.path().join("m.wat"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{engine}: {stderr}");
+    }
+}
