@@ -12,7 +12,7 @@ fn whole_corpus_passes_through_direct_frontend() {
     build_corpus();
     let cache = tempfile::tempdir().unwrap();
     let root = repo_root();
-    let shared = root.join("../shared/conformance/wasi-testsuite/tests");
+    let shared = common::shared_testsuite();
     let mut dirs = vec![root.join("conformance/corpus")];
     for suite in ["assemblyscript", "c", "rust"] {
         dirs.push(shared.join(suite).join("testsuite/wasm32-wasip1"));

@@ -8,6 +8,21 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The shared wasi-testsuite corpus: `$WASMBAY_SHARED_DIR`, else `../shared` beside the repo.
+/// Its absence fails the test: it is the external referee, not an optional extra.
+pub fn shared_testsuite() -> PathBuf {
+    let base = std::env::var_os("WASMBAY_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
+    let dir = base.join("conformance/wasi-testsuite/tests");
+    assert!(
+        dir.is_dir(),
+        "wasi-testsuite not found at {} (set WASMBAY_SHARED_DIR to the shared directory)",
+        dir.display()
+    );
+    dir
+}
+
 /// A `wasmbay` command with a private precompiled cache, so tests never share state with each
 /// other or with the machine.
 pub fn wasmbay(cache: &Path) -> Command {
