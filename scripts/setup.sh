@@ -9,6 +9,10 @@ log() { printf 'setup: %s\n' "$*"; }
 APT_PACKAGES=(
     build-essential   # cc for crates with C parts
     pkg-config
+    libseccomp-dev    # libcontainer's seccomp support (runtime-bridge)
+    busybox-static    # native containers in the runtime-bridge tests
+    containerd        # tests drive a private containerd (never the system one)
+    runc              # the baseline runtime in tests and benchmarks
 )
 
 missing=()

@@ -1,7 +1,6 @@
 //! `wasmbay`: run WebAssembly modules, check conformance, manage the precompiled cache.
 
 mod cmd;
-mod engines;
 
 use std::process::ExitCode;
 
@@ -52,8 +51,8 @@ fn main() -> ExitCode {
         Command::Cache(args) => cmd::cache::main(args),
         Command::Bench(args) => cmd::bench::main(args),
         Command::Engines => {
-            for (name, compiled) in engines::available() {
-                let state = if compiled {
+            for name in wasmbay_engines::KNOWN {
+                let state = if wasmbay_engines::is_compiled_in(name) {
                     "compiled in"
                 } else {
                     "not compiled in"

@@ -10,11 +10,13 @@ pub mod case;
 pub mod compare;
 pub mod direct;
 pub mod fixture;
+pub mod oci_runtime;
 pub mod report;
 pub mod suite;
 
 pub use case::{Case, CaseSpec};
 pub use compare::Verdict;
 pub use direct::DirectFrontend;
+pub use oci_runtime::OciRuntimeFrontend;
 pub use report::{CaseResult, Report};
 pub use suite::{discover, run_cases, Frontend, Invocation, Observed};

@@ -139,8 +139,20 @@ fn run_one(frontend: &dyn Frontend, case: &Case) -> CaseResult {
 /// is expected to enforce the case timeout itself; `hard_limit` only guards the runner against
 /// a frontend that hangs, and such a run is an error, never a pass.
 pub fn run_process(
+    command: Command,
+    stdin: &[u8],
+    hard_limit: Duration,
+) -> Result<Observed, String> {
+    run_process_with_timeout(command, stdin, None, hard_limit)
+}
+
+/// Like [`run_process`], and when `timeout` is `(after, action)` runs `action` once the process
+/// has run for `after` (a frontend that cannot enforce the case timeout itself asks the runtime
+/// to kill the workload there). The process must still end within `hard_limit`.
+pub fn run_process_with_timeout(
     mut command: Command,
     stdin: &[u8],
+    timeout: Option<(Duration, &dyn Fn())>,
     hard_limit: Duration,
 ) -> Result<Observed, String> {
     command
@@ -176,10 +188,17 @@ pub fn run_process(
         }
         buf
     });
-    let deadline = Instant::now() + hard_limit;
+    let started = Instant::now();
+    let deadline = started + hard_limit;
+    let mut timeout = timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
+            Ok(None) if timeout.is_some_and(|(after, _)| started.elapsed() >= after) => {
+                if let Some((_, action)) = timeout.take() {
+                    action();
+                }
+            }
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -127,6 +127,16 @@ pub trait Engine: Send + Sync {
         path: &Path,
         kind: ModuleKind,
     ) -> Result<Arc<dyn CompiledModule>, EngineError>;
+
+    /// Like [`Engine::load_precompiled`], from a file opened earlier. Container frontends open
+    /// the artifact on the host and load it after entering the container, where the cache
+    /// directory is not visible; `origin` names the artifact in errors.
+    fn load_precompiled_file(
+        &self,
+        file: std::fs::File,
+        origin: &Path,
+        kind: ModuleKind,
+    ) -> Result<Arc<dyn CompiledModule>, EngineError>;
 }
 
 /// A module ready to be instantiated. Running it twice gives two independent instances.

@@ -19,6 +19,7 @@ pub mod exit;
 pub mod lifecycle;
 pub mod oci;
 pub mod runner;
+pub mod signals;
 pub mod stop;
 pub mod wasi;
 

@@ -28,8 +28,19 @@ pub enum RootView {
     InContainer,
 }
 
+/// Annotation naming the container directory that the guest sees as `/` (default `/`, the
+/// rootfs). An empty value gives the guest no root preopen at all. A bind mount at that
+/// destination is preopened as `/` instead of at its own path.
+pub const WASI_ROOT_ANNOTATION: &str = "wasmbay.wasi.root";
+
+/// Annotation capping the guest's linear memory in bytes, below `linux.resources.memory.limit`
+/// when both are set.
+pub const MEMORY_LIMIT_ANNOTATION: &str = "wasmbay.memory.limit";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    #[error("config.json: annotation `{key}`: {value:?} is not a number of bytes")]
+    BadAnnotation { key: &'static str, value: String },
     #[error("config.json: `process` is missing")]
     NoProcess,
     #[error("config.json: `process.args` is empty")]
@@ -45,6 +56,17 @@ pub struct WorkloadSpec {
     pub config: WasiConfig,
     /// Host path of the guest's `/`.
     pub rootfs: PathBuf,
+}
+
+impl WorkloadSpec {
+    /// Drops preopens whose host side is not a directory. Runtimes bind-mount single files
+    /// (`/etc/hosts`, `/etc/resolv.conf`, `/dev/termination-log`); WASI preopens only
+    /// directories, and such files stay reachable through the root preopen.
+    pub fn keep_directory_preopens(&mut self) {
+        self.config
+            .preopens
+            .retain(|p| p.guest == "/" || p.host.is_dir());
+    }
 }
 
 pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, SpecError> {
@@ -85,11 +107,14 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
         ),
     };
 
-    let mut preopens = vec![Preopen {
-        host: rootfs.clone(),
-        guest: "/".to_string(),
-        read_only: root_read_only,
-    }];
+    let annotations = spec.annotations().as_ref();
+    let wasi_root = annotations
+        .and_then(|a| a.get(WASI_ROOT_ANNOTATION))
+        .map(String::as_str)
+        .unwrap_or("/");
+
+    let mut preopens = Vec::new();
+    let mut root_from_mount = false;
     for mount in spec.mounts().as_deref().unwrap_or_default() {
         let options = mount.options().as_deref().unwrap_or_default();
         let is_bind = mount.typ().as_deref() == Some("bind")
@@ -97,12 +122,12 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
         if !is_bind {
             continue;
         }
-        let Some(guest) = mount.destination().to_str() else {
+        let Some(destination) = mount.destination().to_str() else {
             return Err(SpecError::NotUtf8 {
                 field: "mounts[].destination",
             });
         };
-        if guest == "/" {
+        if destination == "/" {
             continue;
         }
         let host = match view {
@@ -110,14 +135,55 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
                 Some(source) => source.clone(),
                 None => continue,
             },
-            RootView::InContainer => Path::new(guest).to_path_buf(),
+            RootView::InContainer => Path::new(destination).to_path_buf(),
+        };
+        let read_only = options.iter().any(|o| o == "ro");
+        // The mount chosen as the guest's `/` is preopened once, as `/`.
+        let guest = if destination == wasi_root {
+            root_from_mount = true;
+            "/".to_string()
+        } else {
+            destination.to_string()
         };
         preopens.push(Preopen {
             host,
-            guest: guest.to_string(),
-            read_only: options.iter().any(|o| o == "ro"),
+            guest,
+            read_only,
         });
     }
+    match wasi_root {
+        "" => {}
+        _ if root_from_mount => {}
+        "/" => preopens.insert(
+            0,
+            Preopen {
+                host: rootfs.clone(),
+                guest: "/".to_string(),
+                read_only: root_read_only,
+            },
+        ),
+        dir => preopens.insert(
+            0,
+            Preopen {
+                host: rootfs.join(dir.trim_start_matches('/')),
+                guest: "/".to_string(),
+                read_only: root_read_only,
+            },
+        ),
+    }
+    preopens.sort_by_key(|p| p.guest != "/");
+
+    // The annotation lets an operator cap linear memory below the cgroup limit, which also
+    // has to hold the engine and compiled code.
+    let annotated_limit = annotations
+        .and_then(|a| a.get(MEMORY_LIMIT_ANNOTATION))
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| SpecError::BadAnnotation {
+                key: MEMORY_LIMIT_ANNOTATION,
+                value: v.clone(),
+            })
+        })
+        .transpose()?;
 
     let memory_limit = spec
         .linux()
@@ -126,7 +192,9 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit())
         .filter(|limit| *limit > 0)
-        .map(|limit| limit as u64);
+        .map(|limit| limit as u64)
+        .or(annotated_limit)
+        .map(|limit| annotated_limit.map_or(limit, |a| a.min(limit)));
 
     Ok(WorkloadSpec {
         entrypoint,
@@ -209,6 +277,70 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn file_mounts_are_not_preopened() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hosts"), "").unwrap();
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["a.wasm"],"user":{{"uid":0,"gid":0}}}},
+            "mounts":[{{"destination":"/etc/hosts","type":"bind","source":"{0}/hosts"}},
+                      {{"destination":"/data","type":"bind","source":"{0}"}}]}}"#,
+            dir.path().display()
+        );
+        let mut w = workload_from_spec(
+            &spec(&json),
+            &RootView::Host {
+                rootfs: "/nonexistent".into(),
+            },
+        )
+        .unwrap();
+        w.keep_directory_preopens();
+        let guests: Vec<_> = w.config.preopens.iter().map(|p| p.guest.as_str()).collect();
+        assert_eq!(guests, ["/", "/data"]);
+    }
+
+    #[test]
+    fn wasi_root_annotation_picks_the_guest_root() {
+        let json = |root: &str| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["a.wasm"],"user":{{"uid":0,"gid":0}}}},
+                "annotations":{{"wasmbay.wasi.root":"{root}","wasmbay.memory.limit":"1048576"}},
+                "mounts":[{{"destination":"/data","type":"bind","source":"/host/fixture","options":["rbind","rw"]}},
+                          {{"destination":"/ro","type":"bind","source":"/host/ro","options":["rbind","ro"]}}],
+                "linux":{{"resources":{{"memory":{{"limit":67108864}}}}}}}}"#
+            )
+        };
+        let view = RootView::Host {
+            rootfs: "/b/rootfs".into(),
+        };
+        let w = workload_from_spec(&spec(&json("/data")), &view).unwrap();
+        let got: Vec<_> = w
+            .config
+            .preopens
+            .iter()
+            .map(|p| (p.guest.as_str(), p.host.clone(), p.read_only))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/", PathBuf::from("/host/fixture"), false),
+                ("/ro", PathBuf::from("/host/ro"), true)
+            ]
+        );
+        assert_eq!(w.config.memory_limit, Some(1 << 20));
+
+        let w = workload_from_spec(&spec(&json("")), &view).unwrap();
+        let guests: Vec<_> = w.config.preopens.iter().map(|p| p.guest.as_str()).collect();
+        assert_eq!(guests, ["/data", "/ro"]);
+
+        let w = workload_from_spec(&spec(&json("/srv")), &view).unwrap();
+        assert_eq!(w.config.preopens[0].host, PathBuf::from("/b/rootfs/srv"));
+
+        let bad = json("/").replace("1048576", "lots");
+        let err = workload_from_spec(&spec(&bad), &view).unwrap_err();
+        assert!(err.to_string().contains("wasmbay.memory.limit"), "{err}");
     }
 
     #[test]

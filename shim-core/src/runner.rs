@@ -48,6 +48,13 @@ pub enum Provenance {
     Compiled,
 }
 
+enum Binary {
+    /// The input already is binary wasm of this kind.
+    Borrowed(ModuleKind),
+    /// The input was text; this is its binary form.
+    Converted(Vec<u8>, ModuleKind),
+}
+
 /// Loads modules for one engine, with or without a cache.
 pub struct ModuleLoader<'a> {
     engine: &'a dyn Engine,
@@ -71,6 +78,79 @@ impl<'a> ModuleLoader<'a> {
         self.load_bytes(path, &bytes)
     }
 
+    /// Makes sure the cache holds the precompiled artifact of the module at `path` and returns
+    /// where, without loading it. Container frontends call this on the host, then load the
+    /// artifact inside the container. `None` when there is no cache or the engine cannot
+    /// precompile.
+    pub fn prepare_artifact(
+        &self,
+        path: &Path,
+    ) -> Result<Option<(PathBuf, ModuleKind)>, LoadError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(path).map_err(|source| LoadError::MissingFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let converted;
+        let (wasm, kind) = match self.to_binary(path, &bytes)? {
+            Binary::Borrowed(kind) => (&bytes[..], kind),
+            Binary::Converted(wasm, kind) => {
+                converted = wasm;
+                (&converted[..], kind)
+            }
+        };
+        let key = CacheKey::new(
+            self.engine.name(),
+            &self.engine.fingerprint(),
+            kind.as_str(),
+            &module_digest(wasm),
+        );
+        if let Some(artifact) = cache.get(&key) {
+            return Ok(Some((artifact, kind)));
+        }
+        let artifact = match self.engine.precompile(wasm, kind) {
+            Ok(artifact) => artifact,
+            Err(EngineError::NoPrecompile { .. }) => return Ok(None),
+            Err(source) => {
+                return Err(LoadError::Engine {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        match cache.put(&key, &artifact) {
+            Ok(stored) => Ok(Some((stored, kind))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot store precompiled module");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Classifies `bytes` and converts WebAssembly text to binary.
+    fn to_binary(&self, origin: &Path, bytes: &[u8]) -> Result<Binary, LoadError> {
+        match FileFormat::detect(&bytes[..bytes.len().min(64)]) {
+            FileFormat::Wasm(kind) => Ok(Binary::Borrowed(kind)),
+            FileFormat::Wat => {
+                let wasm = wat::parse_bytes(bytes).map_err(|e| LoadError::BadText {
+                    path: origin.to_path_buf(),
+                    message: one_line(&e.to_string()),
+                })?;
+                let kind = match FileFormat::detect(&wasm) {
+                    FileFormat::Wasm(kind) => kind,
+                    _ => ModuleKind::Core,
+                };
+                Ok(Binary::Converted(wasm.into_owned(), kind))
+            }
+            other => Err(LoadError::NotWasm {
+                path: origin.to_path_buf(),
+                format: other,
+            }),
+        }
+    }
+
     /// Loads a module whose bytes are already in memory; `origin` names it in errors.
     pub fn load_bytes(
         &self,
@@ -81,25 +161,12 @@ impl<'a> ModuleLoader<'a> {
             path: origin.to_path_buf(),
             source,
         };
-        let format = FileFormat::detect(&bytes[..bytes.len().min(64)]);
         let converted;
-        let (wasm, kind) = match format {
-            FileFormat::Wasm(kind) => (bytes, kind),
-            FileFormat::Wat => {
-                converted = wat::parse_bytes(bytes).map_err(|e| LoadError::BadText {
-                    path: origin.to_path_buf(),
-                    message: one_line(&e.to_string()),
-                })?;
-                match FileFormat::detect(&converted) {
-                    FileFormat::Wasm(kind) => (&converted[..], kind),
-                    _ => (&converted[..], ModuleKind::Core),
-                }
-            }
-            other => {
-                return Err(LoadError::NotWasm {
-                    path: origin.to_path_buf(),
-                    format: other,
-                })
+        let (wasm, kind) = match self.to_binary(origin, bytes)? {
+            Binary::Borrowed(kind) => (bytes, kind),
+            Binary::Converted(wasm, kind) => {
+                converted = wasm;
+                (&converted[..], kind)
             }
         };
         if !self.engine.supports(kind) {

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use wasmbay_shim_core::runner::ModuleLoader;
 use wasmbay_shim_core::{StopHandle, WasiConfig};
 
-use crate::engines;
+use wasmbay_engines as engines;
 
 #[derive(Args)]
 pub struct BenchArgs {

@@ -5,16 +5,18 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wasmbay_conformance::{discover, run_cases, DirectFrontend, Frontend, Report};
+use wasmbay_conformance::{
+    discover, run_cases, DirectFrontend, Frontend, OciRuntimeFrontend, Report,
+};
 
-use crate::engines;
+use wasmbay_engines as engines;
 
 #[derive(Args)]
 pub struct ConformanceArgs {
     /// Engine to run the cases on.
     #[arg(long, default_value = engines::DEFAULT_ENGINE)]
     engine: String,
-    /// How cases are run: `direct` (wasmbay run).
+    /// How cases are run: `direct` (wasmbay run) or `oci-runtime` (wasmbay-runtime run).
     #[arg(long, default_value = "direct")]
     frontend: String,
     /// Also write the results as JSON to this file.
@@ -23,6 +25,10 @@ pub struct ConformanceArgs {
     /// Cases run at once (default: number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// The OCI runtime binary for `--frontend oci-runtime` (default: `wasmbay-runtime` next to
+    /// this binary).
+    #[arg(long, value_name = "PATH")]
+    runtime: Option<PathBuf>,
     /// Bypass the precompiled cache.
     #[arg(long)]
     no_cache: bool,
@@ -34,13 +40,30 @@ pub struct ConformanceArgs {
 pub fn main(args: ConformanceArgs) -> Result<i32> {
     // Fail early and clearly when the engine is not in this build.
     engines::create(&args.engine)?;
+    // Holds the OCI runtime's private state directory for the whole run.
+    let state_dir = tempfile::Builder::new()
+        .prefix("wasmbay-conformance-")
+        .tempdir()?;
     let frontend: Box<dyn Frontend> = match args.frontend.as_str() {
+        "oci-runtime" => Box::new(OciRuntimeFrontend {
+            runtime: match &args.runtime {
+                Some(path) => path.clone(),
+                None => sibling_binary("wasmbay-runtime")?,
+            },
+            engine: args.engine.clone(),
+            state_root: state_dir.path().join("state"),
+            cache_dir: if args.no_cache {
+                Some(state_dir.path().join("cache"))
+            } else {
+                std::env::var_os("WASMBAY_CACHE_DIR").map(PathBuf::from)
+            },
+        }),
         "direct" => Box::new(DirectFrontend {
             wasmbay: std::env::current_exe().context("cannot locate the wasmbay binary")?,
             engine: args.engine.clone(),
             use_cache: !args.no_cache,
         }),
-        other => bail!("unknown frontend `{other}` (available: direct)"),
+        other => bail!("unknown frontend `{other}` (available: direct, oci-runtime)"),
     };
     let mut cases = Vec::new();
     for dir in &args.dirs {
@@ -67,4 +90,17 @@ pub fn main(args: ConformanceArgs) -> Result<i32> {
     }
     println!("{}", report.summary());
     Ok(if report.success() { 0 } else { 1 })
+}
+
+/// A binary installed next to `wasmbay` (cargo puts all of a workspace's binaries together).
+fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the wasmbay binary")?;
+    let candidate = exe.with_file_name(name);
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    bail!(
+        "{name} not found next to {} (build it with `cargo build -p wasmbay-runtime-bridge`, or pass --runtime)",
+        exe.display()
+    )
 }

@@ -7,18 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::entrypoint::Entrypoint;
 use wasmbay_shim_core::runner::ModuleLoader;
+use wasmbay_shim_core::signals::{stop_on_signals, stop_with_grace};
 use wasmbay_shim_core::{ExitStatus, Preopen, StopHandle, WasiConfig};
 
-use crate::engines;
-
-/// How long a stopped program may take to unwind before the process exits anyway. Guest code
-/// notices a stop within microseconds, but a guest blocked in a host call (reading stdin,
-/// sleeping) only notices when the call returns.
-const STOP_GRACE: Duration = Duration::from_millis(50);
+use wasmbay_engines as engines;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -117,7 +112,7 @@ pub fn main(args: RunArgs) -> Result<i32> {
 
     let stop = StopHandle::new();
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    watch_signals(&stop)?;
+    stop_on_signals(&stop).context("cannot install signal handlers")?;
     if let Some(ms) = args.timeout_ms {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -143,29 +138,6 @@ pub fn main(args: RunArgs) -> Result<i32> {
             Ok(e.exit_code())
         }
     }
-}
-
-/// SIGTERM, SIGINT and SIGHUP stop the guest with that signal's exit status. A wasm program
-/// cannot handle signals itself, so the runtime does what a default handler would.
-fn watch_signals(stop: &StopHandle) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("cannot install signal handlers")?;
-    let stop = stop.clone();
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            stop_with_grace(&stop, signal);
-        }
-    });
-    Ok(())
-}
-
-fn stop_with_grace(stop: &StopHandle, signal: i32) {
-    stop.stop(signal);
-    std::thread::sleep(STOP_GRACE);
-    // Still here: the guest is blocked in a host call. End the process the way the signal
-    // would have.
-    flush_stdio();
-    std::process::exit(128 + stop.requested().unwrap_or(signal));
 }
 
 fn flush_stdio() {

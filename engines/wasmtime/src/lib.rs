@@ -133,4 +133,38 @@ impl Engine for WasmtimeEngine {
             }
         }
     }
+
+    fn load_precompiled_file(
+        &self,
+        file: std::fs::File,
+        origin: &Path,
+        kind: ModuleKind,
+    ) -> Result<Arc<dyn CompiledModule>, EngineError> {
+        match kind {
+            ModuleKind::Core => {
+                // SAFETY: as for `load_precompiled`; the file was opened from the cache.
+                let module = unsafe { wasmtime::Module::deserialize_open_file(&self.engine, file) }
+                    .map_err(|e| EngineError::BadArtifact {
+                        path: origin.to_path_buf(),
+                        reason: format!("{e:#}"),
+                    })?;
+                self.wrap_core(module)
+            }
+            // wasmtime maps components only by path; the open descriptor has one in procfs,
+            // which keeps the mapping shared. The descriptor must stay open while mapping.
+            ModuleKind::Component => {
+                use std::os::fd::AsRawFd;
+                let by_fd = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+                let module = self.load_precompiled(&by_fd, kind).map_err(|e| match e {
+                    EngineError::BadArtifact { reason, .. } => EngineError::BadArtifact {
+                        path: origin.to_path_buf(),
+                        reason,
+                    },
+                    other => other,
+                });
+                drop(file);
+                module
+            }
+        }
+    }
 }

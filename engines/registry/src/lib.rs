@@ -1,0 +1,88 @@
+//! The engines compiled into a binary, selected by name.
+//!
+//! Frontends (the CLI, the OCI runtime, the containerd shim) depend on this crate rather than on
+//! engine crates directly, so that one Cargo feature per engine (`wasmtime`, `wasmer`,
+//! `wasmedge`) decides what a binary holds. Asking for an engine that is not compiled in is an
+//! error that says how to get it, never a silent substitution by another engine.
+
+use std::sync::Arc;
+
+use wasmbay_shim_core::{Engine, EngineError};
+
+/// Engine used when none is named.
+pub const DEFAULT_ENGINE: &str = "wasmtime";
+
+/// Every engine wasmbay knows.
+pub const KNOWN: [&str; 3] = ["wasmtime", "wasmer", "wasmedge"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error(
+        "engine `{0}` is not compiled into this binary; rebuild with `cargo build --features {0}`"
+    )]
+    NotCompiledIn(String),
+    #[error("unknown engine `{0}` (known engines: wasmtime, wasmer, wasmedge)")]
+    Unknown(String),
+    #[error("engine `{name}` failed to start: {source}")]
+    Init { name: String, source: EngineError },
+}
+
+/// Whether this build holds the engine `name`.
+// A `match` so that each engine added later is one more arm.
+#[allow(clippy::match_like_matches_macro)]
+pub fn is_compiled_in(name: &str) -> bool {
+    match name {
+        "wasmtime" => cfg!(feature = "wasmtime"),
+        _ => false,
+    }
+}
+
+/// The engines this build holds, in [`KNOWN`] order.
+pub fn compiled_in() -> Vec<&'static str> {
+    KNOWN.into_iter().filter(|n| is_compiled_in(n)).collect()
+}
+
+/// Creates the engine `name` with its default settings.
+pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
+    let init = |source| SelectError::Init {
+        name: name.to_string(),
+        source,
+    };
+    match name {
+        #[cfg(feature = "wasmtime")]
+        "wasmtime" => Ok(Arc::new(
+            wasmbay_engine_wasmtime::WasmtimeEngine::new(
+                &wasmbay_engine_wasmtime::Settings::default(),
+            )
+            .map_err(init)?,
+        )),
+        known if KNOWN.contains(&known) => {
+            let _ = init;
+            Err(SelectError::NotCompiledIn(known.to_string()))
+        }
+        unknown => Err(SelectError::Unknown(unknown.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_missing_engines_are_errors() {
+        assert!(matches!(create("nope"), Err(SelectError::Unknown(_))));
+        for name in KNOWN {
+            if !is_compiled_in(name) {
+                let err = create(name).err().expect("must refuse");
+                assert!(err.to_string().contains("--features"), "{err}");
+            }
+        }
+    }
+
+    #[cfg(feature = "wasmtime")]
+    #[test]
+    fn wasmtime_is_selectable_by_name() {
+        assert_eq!(create("wasmtime").unwrap().name(), "wasmtime");
+        assert!(compiled_in().contains(&"wasmtime"));
+    }
+}

@@ -1,0 +1,280 @@
+//! The runc commands, on libcontainer and the wasm executor.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+use liboci_cli::{Create, Delete, Kill, Ps, Run, Start, State};
+use wasmbay_runtime_bridge::prepare::prepare;
+use wasmbay_runtime_bridge::{WasmExecutor, ENGINE_ANNOTATION};
+use wasmbay_shim_core::cache::ModuleCache;
+use wasmbay_shim_core::oci_spec::runtime::Spec;
+
+use crate::state::RuncState;
+use crate::Global;
+
+/// The engine for a container: its `wasmbay.engine` annotation, else the runtime's `--engine`.
+fn engine_for(spec: &Spec, default: &str) -> String {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ENGINE_ANNOTATION))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn load_spec(bundle: &Path) -> Result<(PathBuf, Spec)> {
+    let bundle =
+        fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+    let config = bundle.join("config.json");
+    let spec = Spec::load(&config).with_context(|| format!("{}", config.display()))?;
+    Ok((bundle, spec))
+}
+
+fn executor_for(bundle: &Path, spec: &Spec, default_engine: &str) -> Result<WasmExecutor> {
+    let engine = engine_for(spec, default_engine);
+    let prepared = prepare(bundle, spec, &engine, Some(ModuleCache::default_location()))?;
+    Ok(WasmExecutor::new(engine, prepared))
+}
+
+fn builder(global: &Global, id: &str, executor: WasmExecutor) -> Result<ContainerBuilder> {
+    fs::create_dir_all(&global.root)
+        .with_context(|| format!("state directory {}", global.root.display()))?;
+    Ok(
+        ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(executor)
+            .with_root_path(&global.root)?,
+    )
+}
+
+pub fn create(global: &Global, args: Create) -> Result<()> {
+    let (bundle, spec) = load_spec(&args.bundle)?;
+    let executor = executor_for(&bundle, &spec, &global.engine)?;
+    builder(global, &args.container_id, executor)?
+        .with_pid_file(args.pid_file.as_ref())?
+        .with_console_socket(args.console_socket.as_ref())
+        .with_preserved_fds(args.preserve_fds)
+        .validate_id()?
+        .as_init(&bundle)
+        .with_systemd(global.systemd_cgroup)
+        .with_detach(true)
+        .with_no_pivot(args.no_pivot)
+        .build()
+        .with_context(|| format!("creating container {}", args.container_id))?;
+    Ok(())
+}
+
+fn load(global: &Global, id: &str) -> Result<Container> {
+    let dir = global.root.join(id);
+    if !dir.exists() {
+        bail!("container {id} does not exist");
+    }
+    let mut container = Container::load(dir).with_context(|| format!("loading container {id}"))?;
+    container.refresh_status()?;
+    Ok(container)
+}
+
+pub fn start(global: &Global, args: Start) -> Result<()> {
+    let mut container = load(global, &args.container_id)?;
+    container
+        .start()
+        .with_context(|| format!("starting container {}", args.container_id))
+}
+
+fn status_word(status: ContainerStatus) -> &'static str {
+    match status {
+        ContainerStatus::Creating => "creating",
+        ContainerStatus::Created => "created",
+        ContainerStatus::Running => "running",
+        ContainerStatus::Stopped => "stopped",
+        ContainerStatus::Paused => "paused",
+    }
+}
+
+pub fn state(global: &Global, args: State) -> Result<()> {
+    let container = load(global, &args.container_id)?;
+    let status = container.status();
+    let pid = match status {
+        ContainerStatus::Stopped => 0,
+        _ => container.pid().map(|p| p.as_raw()).unwrap_or(0),
+    };
+    let rootfs = load_spec(container.bundle())
+        .ok()
+        .and_then(|(bundle, spec)| {
+            spec.root().as_ref().map(|r| {
+                if r.path().is_absolute() {
+                    r.path().clone()
+                } else {
+                    bundle.join(r.path())
+                }
+            })
+        })
+        .unwrap_or_default();
+    let state = RuncState {
+        oci_version: container.state.oci_version.clone(),
+        id: container.id().to_string(),
+        pid,
+        status: status_word(status).to_string(),
+        bundle: container.bundle().clone(),
+        rootfs,
+        created: container
+            .created()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            .unwrap_or_default(),
+        owner: String::new(),
+        annotations: container.state.annotations.clone(),
+    };
+    println!("{}", serde_json::to_string_pretty(&state)?);
+    Ok(())
+}
+
+pub fn kill(global: &Global, args: Kill) -> Result<()> {
+    let mut container = load(global, &args.container_id)?;
+    let signal = Signal::try_from(args.signal.as_str())
+        .with_context(|| format!("invalid signal {:?}", args.signal))?;
+    container
+        .kill(signal, args.all)
+        .with_context(|| format!("killing container {}", args.container_id))
+}
+
+pub fn delete(global: &Global, args: Delete) -> Result<()> {
+    if !global.root.join(&args.container_id).exists() && args.force {
+        return Ok(());
+    }
+    let mut container = load(global, &args.container_id)?;
+    container
+        .delete(args.force)
+        .with_context(|| format!("deleting container {}", args.container_id))
+}
+
+pub fn run(global: &Global, args: Run) -> Result<i32> {
+    let (bundle, spec) = load_spec(&args.bundle)?;
+    let executor = executor_for(&bundle, &spec, &global.engine)?;
+    // The container's init is a grandchild; as subreaper this process inherits it when its
+    // parent exits, and can wait for it.
+    if !args.detach {
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    let mut container = builder(global, &args.container_id, executor)?
+        .with_pid_file(args.pid_file.as_ref())?
+        .with_console_socket(args.console_socket.as_ref())
+        .with_preserved_fds(args.preserve_fds)
+        .validate_id()?
+        .as_init(&bundle)
+        .with_systemd(global.systemd_cgroup)
+        .with_detach(args.detach)
+        .with_no_pivot(args.no_pivot)
+        .build()
+        .with_context(|| format!("creating container {}", args.container_id))?;
+    container
+        .start()
+        .with_context(|| format!("starting container {}", args.container_id))?;
+    if args.detach {
+        return Ok(0);
+    }
+    let pid = container
+        .pid()
+        .context("container has no init process")?
+        .as_raw();
+    forward_signals(pid)?;
+    let code = wait_for(pid)?;
+    if !args.keep {
+        let mut container = load(global, &args.container_id)?;
+        container
+            .delete(true)
+            .with_context(|| format!("deleting container {}", args.container_id))?;
+    }
+    Ok(code)
+}
+
+/// Passes the signals a foreground `run` receives on to the container, as runc does.
+fn forward_signals(pid: i32) -> Result<()> {
+    use signal_hook::consts::*;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
+            .context("cannot install signal handlers")?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            unsafe { libc::kill(pid, signal) };
+        }
+    });
+    Ok(())
+}
+
+/// Reaps children until `pid` exits; returns its exit status in shell form (128+n for signals).
+fn wait_for(pid: i32) -> Result<i32> {
+    loop {
+        let mut status = 0;
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err).context("waiting for the container");
+        }
+        if reaped == pid {
+            if libc::WIFEXITED(status) {
+                return Ok(libc::WEXITSTATUS(status));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(128 + libc::WTERMSIG(status));
+            }
+        }
+    }
+}
+
+pub fn features() -> Result<()> {
+    let features = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "relatime", "private", "rprivate", "shared", "rshared", "slave", "rslave"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "cgroup": {"v1": true, "v2": true, "systemd": true},
+            "seccomp": {"enabled": true}
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "io.github.wasmbay.engines": wasmbay_engines::compiled_in().join(","),
+            "io.github.wasmbay.wasm.handlers": "run.oci.handler=wasm, module.wasm.image/variant=compat|compat-smart|wasm-smart, wasm magic"
+        }
+    });
+    println!("{}", serde_json::to_string_pretty(&features)?);
+    Ok(())
+}
+
+pub fn ps(global: &Global, args: Ps) -> Result<()> {
+    let container = load(global, &args.container_id)?;
+    let config = container
+        .spec()
+        .with_context(|| format!("reading config of {}", args.container_id))?;
+    let manager = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path: config.cgroup_path.clone(),
+        systemd_cgroup: container.systemd(),
+        container_name: args.container_id.clone(),
+    })
+    .context("opening the container cgroup")?;
+    use libcgroups::common::CgroupManager;
+    let pids: Vec<i32> = manager
+        .get_all_pids()
+        .context("listing container processes")?
+        .into_iter()
+        .map(|p| p.as_raw())
+        .collect();
+    match args.format.as_str() {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            println!("PID");
+            for pid in pids {
+                println!("{pid}");
+            }
+        }
+        other => bail!("ps --format {other:?}: expected table or json"),
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Running the wasm guest as the container's init process. Nothing here returns: the guest's
+//! exit status becomes the process's.
+
+use std::io::Write;
+use std::path::Path;
+
+use wasmbay_shim_core::engine::error_codes;
+use wasmbay_shim_core::entrypoint::Entrypoint;
+use wasmbay_shim_core::runner::ModuleLoader;
+use wasmbay_shim_core::signals::stop_on_signals;
+use wasmbay_shim_core::{CompiledModule, ExitStatus, StopHandle, WasiConfig};
+
+use crate::prepare::{FileIdentity, PreparedArtifact};
+
+fn die(code: i32, message: &str) -> ! {
+    eprintln!("wasmbay: {message}");
+    std::process::exit(code)
+}
+
+fn load(
+    engine: &dyn wasmbay_shim_core::Engine,
+    module_path: &Path,
+    prepared: Option<&PreparedArtifact>,
+) -> std::sync::Arc<dyn CompiledModule> {
+    if let Some(prepared) = prepared {
+        let same_file = FileIdentity::of(module_path).ok() == Some(prepared.module);
+        let file = prepared.file.try_clone();
+        match (same_file, file) {
+            (true, Ok(file)) => {
+                match engine.load_precompiled_file(file, &prepared.path, prepared.kind) {
+                    Ok(module) => return module,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "precompiled artifact unusable; compiling")
+                    }
+                }
+            }
+            (false, _) => tracing::warn!(
+                module = %module_path.display(),
+                "module differs from the one prepared on the host; compiling"
+            ),
+            (true, Err(e)) => tracing::warn!(error = %e, "cannot reuse artifact descriptor"),
+        }
+    }
+    match ModuleLoader::new(engine, None).load_file(module_path) {
+        Ok((module, _)) => module,
+        Err(e) => die(e.exit_code(), &e.to_string()),
+    }
+}
+
+/// Runs the module at `module_path` (a path inside the container) and exits with its status.
+pub fn run_guest(
+    engine_name: &str,
+    module_path: &Path,
+    entry: &Entrypoint,
+    config: WasiConfig,
+    prepared: Option<&PreparedArtifact>,
+) -> ! {
+    // Signals first: from here on SIGTERM must end the container even while loading.
+    let stop = StopHandle::new();
+    if let Err(e) = stop_on_signals(&stop) {
+        die(
+            error_codes::RUNTIME,
+            &format!("cannot install signal handlers: {e}"),
+        );
+    }
+    let engine = match wasmbay_engines::create(engine_name) {
+        Ok(engine) => engine,
+        Err(e) => die(error_codes::RUNTIME, &e.to_string()),
+    };
+    let module = load(engine.as_ref(), module_path, prepared);
+    let status = module.run(config, entry.func.as_deref(), &stop);
+    let _ = std::io::stdout().flush();
+    let code = match status {
+        Ok(status) => {
+            if let ExitStatus::Trapped(message) = &status {
+                eprintln!("wasmbay: wasm trap: {message}");
+            }
+            status.code()
+        }
+        Err(e) => {
+            eprintln!("wasmbay: {}: {e}", module_path.display());
+            e.exit_code()
+        }
+    };
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}

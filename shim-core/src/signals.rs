@@ -1,0 +1,45 @@
+//! Signals that stop a guest.
+//!
+//! A wasm program cannot install signal handlers, and a container's PID 1 without handlers
+//! ignores SIGTERM and SIGINT: that is why pods of other wasm shims hang in Terminating until
+//! the grace period ends. The process running a guest therefore handles these signals itself
+//! and ends the guest as the default action would, with exit status 128+signal.
+
+use std::io::Write;
+use std::time::Duration;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+
+use crate::stop::StopHandle;
+
+/// Signals whose default action ends a process and which a guest process must honour.
+pub const STOP_SIGNALS: [i32; 4] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT];
+
+/// How long a stopped guest may take to unwind before the process exits anyway. Guest code
+/// notices a stop within microseconds; a guest blocked in a host call (reading stdin,
+/// sleeping) only when the call returns, so the process does not wait for it.
+pub const STOP_GRACE: Duration = Duration::from_millis(50);
+
+/// Starts a thread that stops `stop` on the first of [`STOP_SIGNALS`].
+pub fn stop_on_signals(stop: &StopHandle) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS)?;
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                stop_with_grace(&stop, signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// Stops the guest, and ends the process with 128+signal if the guest has not returned within
+/// [`STOP_GRACE`].
+pub fn stop_with_grace(stop: &StopHandle, signal: i32) {
+    stop.stop(signal);
+    std::thread::sleep(STOP_GRACE);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(128 + stop.requested().unwrap_or(signal));
+}
