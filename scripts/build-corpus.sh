@@ -30,7 +30,11 @@ copy_bins() { # crate-dir target -> prints the number of files copied
     local crate_dir="$1" target="$2" n=0 src name
     for src in "$programs/$crate_dir"/src/bin/*.rs; do
         name="$(basename "$src" .rs)"
-        cp -f "$target_dir/$target/release/$name.wasm" "$corpus/$name.wasm"
+        # Replace by rename, and only when changed: tests may be reading the corpus meanwhile.
+        if ! cmp -s "$target_dir/$target/release/$name.wasm" "$corpus/$name.wasm"; then
+            cp -f "$target_dir/$target/release/$name.wasm" "$corpus/.$name.wasm.tmp"
+            mv -f "$corpus/.$name.wasm.tmp" "$corpus/$name.wasm"
+        fi
         n=$((n + 1))
     done
     echo "$n"

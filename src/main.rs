@@ -29,6 +29,8 @@ enum Command {
     Engines,
     /// Measure start-up from the cache and kill latency.
     Bench(cmd::bench::BenchArgs),
+    /// Build OCI images holding a module, for containerd (`ctr image import`).
+    Image(cmd::image::ImageArgs),
 }
 
 const DEFAULT_LOG_FILTER: &str =
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => cmd::conformance::main(args),
         Command::Cache(args) => cmd::cache::main(args),
         Command::Bench(args) => cmd::bench::main(args),
+        Command::Image(args) => cmd::image::main(args),
         Command::Engines => {
             for name in wasmbay_engines::KNOWN {
                 let state = if wasmbay_engines::is_compiled_in(name) {

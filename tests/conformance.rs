@@ -7,6 +7,59 @@ use std::fs;
 
 use common::{build_corpus, repo_root, wasmbay};
 
+fn corpus_dirs() -> Vec<std::path::PathBuf> {
+    let shared = common::shared_testsuite();
+    let mut dirs = vec![repo_root().join("conformance/corpus")];
+    for suite in ["assemblyscript", "c", "rust"] {
+        dirs.push(shared.join(suite).join("testsuite/wasm32-wasip1"));
+    }
+    dirs
+}
+
+fn assert_corpus_passes(frontend: &str) {
+    build_corpus();
+    let cache = tempfile::tempdir().unwrap();
+    let json = cache.path().join("report.json");
+    let output = wasmbay(cache.path())
+        .args([
+            "conformance",
+            "--engine",
+            "wasmtime",
+            "--frontend",
+            frontend,
+            "--json",
+        ])
+        .arg(&json)
+        .args(corpus_dirs())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        output.status.success() && failures.is_empty(),
+        "{frontend}: conformance failed:\n{}\nstderr: {}",
+        failures.join("\n"),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
+    assert!(
+        report["passed"].as_u64().unwrap() >= 71,
+        "too few cases ran"
+    );
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["frontend"], frontend);
+}
+
+#[test]
+fn whole_corpus_passes_through_oci_runtime_frontend() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the oci-runtime frontend creates real containers and needs root");
+        return;
+    }
+    assert_corpus_passes("oci-runtime");
+}
+
 #[test]
 fn whole_corpus_passes_through_direct_frontend() {
     build_corpus();

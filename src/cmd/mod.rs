@@ -1,4 +1,5 @@
 pub mod bench;
 pub mod cache;
 pub mod conformance;
+pub mod image;
 pub mod run;

@@ -49,6 +49,11 @@ pub const SPIN_WAT: &str = r#"(module
 
 /// Builds the project's Rust test programs into `conformance/corpus` (idempotent).
 pub fn build_corpus() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(build_corpus_now);
+}
+
+fn build_corpus_now() {
     let status = Command::new(repo_root().join("scripts/build-corpus.sh"))
         .status()
         .expect("run scripts/build-corpus.sh");

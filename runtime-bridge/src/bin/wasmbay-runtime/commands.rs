@@ -72,7 +72,20 @@ fn load(global: &Global, id: &str) -> Result<Container> {
     if !dir.exists() {
         bail!("container {id} does not exist");
     }
-    let mut container = Container::load(dir).with_context(|| format!("loading container {id}"))?;
+    // libcontainer rewrites state.json in place, so a command running at the same moment as
+    // another (a `kill` during `run`) can read it half-written; a short retry rides that out.
+    let mut attempts = 0;
+    let mut container = loop {
+        match Container::load(dir.clone()) {
+            Ok(container) => break container,
+            Err(e) if attempts < 50 => {
+                tracing::debug!(error = %e, "state not readable yet, retrying");
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(e).with_context(|| format!("loading container {id}")),
+        }
+    };
     container.refresh_status()?;
     Ok(container)
 }
@@ -182,7 +195,7 @@ pub fn run(global: &Global, args: Run) -> Result<i32> {
     forward_signals(pid)?;
     let code = wait_for(pid)?;
     if !args.keep {
-        let mut container = load(global, &args.container_id)?;
+        container.refresh_status()?;
         container
             .delete(true)
             .with_context(|| format!("deleting container {}", args.container_id))?;

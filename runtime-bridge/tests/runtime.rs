@@ -1,0 +1,472 @@
+//! `wasmbay-runtime` on real bundles: namespaces, cgroups and mounts are real, so these tests
+//! need root; without it they print why and return.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{json, Value};
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+const EXIT_42: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 42))))"#;
+
+const TRAP: &str = r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
+
+/// Prints argv then the environment, each string NUL-terminated, as the guest receives them.
+const ARGS_ENV: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $aget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $esz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $eget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func $dump (param $buf i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $buf))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (drop (call $asz (i32.const 16) (i32.const 20)))
+    (drop (call $aget (i32.const 1024) (i32.const 8192)))
+    (call $dump (i32.const 8192) (i32.load (i32.const 20)))
+    (drop (call $esz (i32.const 16) (i32.const 20)))
+    (drop (call $eget (i32.const 1024) (i32.const 16384)))
+    (call $dump (i32.const 16384) (i32.load (i32.const 20)))))"#;
+
+/// Tries to create `/written` in the root preopen (fd 3); exits with the WASI errno (0 if the
+/// write succeeded).
+const WRITE_ROOT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "written")
+  (func (export "_start")
+    (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 7)
+      (i32.const 1) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 128)))))"#;
+
+/// Prints `ready`, then spins without host calls.
+const SPIN: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "ready\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop (br 0))))"#;
+
+fn is_root() -> bool {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: wasmbay-runtime tests need root (namespaces, cgroups, mounts)");
+        return false;
+    }
+    true
+}
+
+fn busybox() -> Option<PathBuf> {
+    let path = PathBuf::from("/bin/busybox");
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("skipped: /bin/busybox missing (Debian package busybox-static)");
+        None
+    }
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// One test's runtime: a private state root and cache, and bundles under one temp dir.
+struct Runtime {
+    dir: tempfile::TempDir,
+}
+
+struct Bundle {
+    path: PathBuf,
+    id: String,
+}
+
+impl Runtime {
+    fn new() -> Runtime {
+        Runtime {
+            dir: tempfile::Builder::new().prefix("wbrt-").tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmbay-runtime"));
+        cmd.env("WASMBAY_CACHE_DIR", self.dir.path().join("cache"))
+            .arg("--root")
+            .arg(self.dir.path().join("state"));
+        cmd
+    }
+
+    /// A bundle whose read-only rootfs holds `files`, running `args` with `env`.
+    fn bundle(&self, files: &[(&str, &[u8])], args: &[&str], env: &[&str]) -> Bundle {
+        let id = format!(
+            "wbt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let path = self.dir.path().join(&id);
+        let rootfs = path.join("rootfs");
+        for sub in ["proc", "dev", "bin"] {
+            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        for (name, bytes) in files {
+            let target = rootfs.join(name.trim_start_matches('/'));
+            std::fs::write(&target, bytes).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": env,
+                "cwd": "/",
+                "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "t",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
+            ],
+            "linux": {
+                "cgroupsPath": format!("/wasmbay-test/{id}"),
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]
+            }
+        });
+        std::fs::write(
+            path.join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+        Bundle { path, id }
+    }
+
+    fn run(&self, bundle: &Bundle) -> Output {
+        self.cmd()
+            .args(["run", "--bundle"])
+            .arg(&bundle.path)
+            .arg(&bundle.id)
+            .output()
+            .unwrap()
+    }
+
+    /// `run` in the background, returned once the guest printed its first line.
+    fn run_until_ready(&self, bundle: &Bundle) -> Child {
+        let mut child = self
+            .cmd()
+            .args(["run", "--bundle"])
+            .arg(&bundle.path)
+            .arg(&bundle.id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        child
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.cmd().args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "wasmbay-runtime {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `create` hands its stdio to the container, which keeps it open after `create` exits (as
+    /// with runc), so the container's output goes to files in the bundle instead of pipes.
+    fn create(&self, b: &Bundle) {
+        let out = std::fs::File::create(b.path.join("stdout")).unwrap();
+        let err = std::fs::File::create(b.path.join("stderr")).unwrap();
+        let status = self
+            .cmd()
+            .args(["create", "--bundle"])
+            .arg(&b.path)
+            .arg(&b.id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "create {}: {}",
+            b.id,
+            std::fs::read_to_string(b.path.join("stderr")).unwrap_or_default()
+        );
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+#[test]
+fn wasm_hello_prints_and_exits_zero() {
+    if !is_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/hello.wat", &wat(HELLO))], &["/hello.wat"], &[]);
+    let out = rt.run(&b);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn exit_code_is_the_container_status() {
+    if !is_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/exit.wat", &wat(EXIT_42))], &["/exit.wat"], &[]);
+    assert_eq!(rt.run(&b).status.code(), Some(42));
+}
+
+#[test]
+fn trap_is_251_with_a_message_not_a_kill() {
+    if !is_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/trap.wat", &wat(TRAP))], &["/trap.wat"], &[]);
+    let out = rt.run(&b);
+    assert_eq!(out.status.code(), Some(251));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wasmbay: wasm trap:") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn args_and_env_come_from_the_spec_only() {
+    if !is_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = rt.bundle(
+        &[("/args.wat", &wat(ARGS_ENV))],
+        &["/args.wat", "first", "", "unicode ✓"],
+        &["GREETING=hi", "EMPTY="],
+    );
+    let out = rt.run(&b);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/args.wat\0first\0\0unicode ✓\0GREETING=hi\0EMPTY=\0"
+    );
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes_from_wasm_and_native() {
+    if !is_root() {
+        return;
+    }
+    let Some(busybox) = busybox() else { return };
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/write.wat", &wat(WRITE_ROOT))], &["/write.wat"], &[]);
+    let out = rt.run(&b);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "wasm write to a read-only root succeeded"
+    );
+    assert!(!b.path.join("rootfs/written").exists());
+
+    let bb = std::fs::read(busybox).unwrap();
+    let b = rt.bundle(
+        &[("/bin/busybox", &bb)],
+        &["/bin/busybox", "touch", "/written"],
+        &["PATH=/bin"],
+    );
+    let out = rt.run(&b);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
+    assert!(!b.path.join("rootfs/written").exists());
+}
+
+#[test]
+fn native_busybox_runs_through_the_same_runtime() {
+    if !is_root() {
+        return;
+    }
+    let Some(busybox) = busybox() else { return };
+    let rt = Runtime::new();
+    let bb = std::fs::read(busybox).unwrap();
+    let b = rt.bundle(
+        &[("/bin/busybox", &bb)],
+        &["/bin/busybox", "echo", "native"],
+        &["PATH=/bin"],
+    );
+    let out = rt.run(&b);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "native\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn busybox_and_wasm_side_by_side_then_deleted_without_traces() {
+    if !is_root() {
+        return;
+    }
+    let Some(busybox) = busybox() else { return };
+    let rt = Runtime::new();
+    let bb = std::fs::read(busybox).unwrap();
+    let native = rt.bundle(
+        &[("/bin/busybox", &bb)],
+        &["/bin/busybox", "sleep", "60"],
+        &["PATH=/bin"],
+    );
+    let wasm = rt.bundle(&[("/spin.wat", &wat(SPIN))], &["/spin.wat"], &[]);
+    for b in [&native, &wasm] {
+        rt.create(b);
+        assert_eq!(rt.state(&b.id)["status"], "created");
+        rt.ok(&["start", &b.id]);
+    }
+    for b in [&native, &wasm] {
+        let state = rt.state(&b.id);
+        assert_eq!(state["status"], "running", "{state}");
+        assert!(state["pid"].as_i64().unwrap() > 0);
+        assert_eq!(state["bundle"], b.path.to_str().unwrap());
+        let cgroup = Path::new("/sys/fs/cgroup/memory/wasmbay-test").join(&b.id);
+        let unified = Path::new("/sys/fs/cgroup/wasmbay-test").join(&b.id);
+        assert!(
+            cgroup.exists() || unified.exists(),
+            "no cgroup for {}",
+            b.id
+        );
+        let pids: Vec<i64> =
+            serde_json::from_str(&rt.ok(&["ps", "--format", "json", &b.id])).unwrap();
+        assert!(pids.contains(&state["pid"].as_i64().unwrap()), "{pids:?}");
+    }
+    // A running container is not deleted without --force.
+    let refused = rt.cmd().args(["delete", &wasm.id]).output().unwrap();
+    assert!(!refused.status.success());
+    for b in [&native, &wasm] {
+        rt.ok(&["kill", &b.id, "KILL"]);
+    }
+    for b in [&native, &wasm] {
+        let mut stopped = false;
+        for _ in 0..200 {
+            if rt.state(&b.id)["status"] == "stopped" {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(stopped, "{} did not stop", b.id);
+        rt.ok(&["delete", &b.id]);
+        assert!(!rt.dir.path().join("state").join(&b.id).exists());
+        for root in [
+            "/sys/fs/cgroup/memory/wasmbay-test",
+            "/sys/fs/cgroup/pids/wasmbay-test",
+            "/sys/fs/cgroup/wasmbay-test",
+        ] {
+            assert!(
+                !Path::new(root).join(&b.id).exists(),
+                "cgroup {root}/{} left behind",
+                b.id
+            );
+        }
+    }
+    let missing = rt.cmd().args(["state", &wasm.id]).output().unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}
+
+fn status_after_signal(signal: &str) -> i32 {
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/spin.wat", &wat(SPIN))], &["/spin.wat"], &[]);
+    let child = rt.run_until_ready(&b);
+    rt.ok(&["kill", &b.id, signal]);
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    if (0..128).contains(&code) {
+        eprintln!("run stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    code
+}
+
+#[test]
+fn sigterm_stops_a_spinning_guest_with_143() {
+    if is_root() {
+        assert_eq!(status_after_signal("TERM"), 143);
+    }
+}
+
+#[test]
+fn sigint_stops_a_spinning_guest_with_130() {
+    if is_root() {
+        assert_eq!(status_after_signal("SIGINT"), 130);
+    }
+}
+
+#[test]
+fn sigkill_stops_a_spinning_guest_with_137() {
+    if is_root() {
+        assert_eq!(status_after_signal("9"), 137);
+    }
+}
+
+#[test]
+fn features_lists_the_compiled_engines() {
+    let rt = Runtime::new();
+    let features: Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert!(features["annotations"]["io.github.wasmbay.engines"]
+        .as_str()
+        .unwrap()
+        .contains("wasmtime"));
+}
+
+#[test]
+fn non_wasm_non_native_entrypoint_is_refused_naming_the_file() {
+    if !is_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/data.bin", b"MZ not a program")], &["/data.bin"], &[]);
+    let out = rt.run(&b);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/data.bin") && stderr.contains("neither wasm nor a native program"),
+        "{stderr}"
+    );
+    assert!(
+        !rt.dir.path().join("state").join(&b.id).exists(),
+        "state left after a failed create"
+    );
+}
