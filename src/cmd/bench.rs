@@ -40,6 +40,18 @@ enum What {
         #[arg(long)]
         module: Option<PathBuf>,
     },
+    /// `wasmbay-runtime run` of a wasm hello bundle against `runc run` of a busybox hello
+    /// bundle, alternating, in the same session.
+    Runtime {
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// The wasmbay-runtime binary (default: next to this binary).
+        #[arg(long)]
+        runtime: Option<PathBuf>,
+        /// The baseline runtime.
+        #[arg(long, default_value = "runc")]
+        runc: PathBuf,
+    },
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
         #[arg(long, default_value = engines::DEFAULT_ENGINE)]
@@ -58,27 +70,38 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::Runtime {
+            runs,
+            runtime,
+            runc,
+        } => bench_runtime(runs.max(1), runtime, &runc),
     }
 }
 
 /// A module of many distinct functions (so that compilation cannot be shared between them) whose
-/// `_start` prints one line. About 330 bytes of code per function.
+/// `_start` prints one line, of at least `min_bytes`.
 pub fn generate_large_module(min_bytes: usize) -> Result<Vec<u8>> {
+    // Size one batch, then generate the whole module in one go.
+    let probe = wat::parse_str(large_module_text(1000))?;
+    let per_function = (probe.len() / 1000).max(1);
+    let mut count = min_bytes / per_function + 1;
+    loop {
+        let wasm = wat::parse_str(large_module_text(count))?;
+        if wasm.len() >= min_bytes {
+            return Ok(wasm);
+        }
+        count += count / 20 + 1;
+    }
+}
+
+fn large_module_text(functions: usize) -> String {
     let mut wat = String::from(
         "(module\n(import \"wasi_snapshot_preview1\" \"fd_write\" (func $w (param i32 i32 i32 i32) (result i32)))\n\
          (memory (export \"memory\") 1)\n(data (i32.const 16) \"first output\\n\")\n\
          (func (export \"_start\")\n(i32.store (i32.const 0) (i32.const 16))\n(i32.store (i32.const 4) (i32.const 13))\n\
          (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))\n",
     );
-    let mut n = 0usize;
-    loop {
-        // Estimate from the text size; checked against the binary below.
-        if n.is_multiple_of(1000) && n > 0 && wat.len() / 4 > min_bytes {
-            let wasm = wat::parse_str(format!("{wat})"))?;
-            if wasm.len() >= min_bytes {
-                return Ok(wasm);
-            }
-        }
+    for n in 0..functions {
         wat.push_str(&format!(
             "(func $f{n} (param $x i64) (result i64) (local $a i64)\n"
         ));
@@ -90,8 +113,9 @@ pub fn generate_large_module(min_bytes: usize) -> Result<Vec<u8>> {
             ));
         }
         wat.push_str("(local.get $a))\n");
-        n += 1;
     }
+    wat.push(')');
+    wat
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -232,6 +256,151 @@ fn bench_kill(engine_name: &str, runs: usize) -> Result<i32> {
         "SIGTERM to `wasmbay run` → process exited (143):  median {}, max {}",
         ms(median(by_signal)),
         ms(max_sig)
+    );
+    Ok(0)
+}
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// A bundle with a read-only rootfs holding `files`, in the shape `runc spec` produces (pid,
+/// ipc, uts, mount and network namespaces; /proc and /dev mounted).
+fn write_bundle(dir: &Path, files: &[(&str, &[u8])], args: &[&str]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let rootfs = dir.join("rootfs");
+    for sub in ["proc", "dev", "bin"] {
+        std::fs::create_dir_all(rootfs.join(sub))?;
+    }
+    for (name, bytes) in files {
+        let target = rootfs.join(name.trim_start_matches('/'));
+        std::fs::write(&target, bytes)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false, "user": {"uid": 0, "gid": 0}, "args": args,
+            "env": ["PATH=/bin"], "cwd": "/",
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "bench",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
+        ],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]}
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
+/// Wall time of one `<runtime> --root ROOT run --bundle BUNDLE ID`, checking it said hello.
+fn time_run(
+    runtime: &Path,
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    cache: &Path,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let output = Command::new(runtime)
+        .env("WASMBAY_CACHE_DIR", cache)
+        .arg("--root")
+        .arg(root)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", runtime.display()))?;
+    let elapsed = started.elapsed();
+    if !output.status.success() || output.stdout != b"hello\n" {
+        bail!(
+            "{} run failed ({}): {}",
+            runtime.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(elapsed)
+}
+
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn bench_runtime(runs: usize, runtime: Option<PathBuf>, runc: &Path) -> Result<i32> {
+    let runtime = match runtime {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("wasmbay-runtime"),
+    };
+    let busybox = std::fs::read("/bin/busybox")
+        .context("/bin/busybox (Debian package busybox-static) is needed for the baseline")?;
+    let work = tempfile::Builder::new().prefix("wbbench-").tempdir()?;
+    let wasm_bundle = work.path().join("wasm");
+    let native_bundle = work.path().join("native");
+    let module = wat::parse_str(HELLO)?;
+    write_bundle(&wasm_bundle, &[("/hello.wasm", &module)], &["/hello.wasm"])?;
+    write_bundle(
+        &native_bundle,
+        &[("/bin/busybox", &busybox)],
+        &["/bin/busybox", "echo", "hello"],
+    )?;
+    let cache = work.path().join("cache");
+    let (wasm_root, runc_root) = (
+        work.path().join("state-wasm"),
+        work.path().join("state-runc"),
+    );
+
+    // One warm-up each: the first wasm run fills the precompiled cache, the first runc run
+    // pulls busybox into the page cache.
+    time_run(&runtime, &wasm_root, &wasm_bundle, "warm-wasm", &cache)?;
+    time_run(runc, &runc_root, &native_bundle, "warm-runc", &cache)?;
+    let (mut wasm, mut native) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        wasm.push(time_run(
+            &runtime,
+            &wasm_root,
+            &wasm_bundle,
+            &format!("w{i}"),
+            &cache,
+        )?);
+        native.push(time_run(
+            runc,
+            &runc_root,
+            &native_bundle,
+            &format!("r{i}"),
+            &cache,
+        )?);
+    }
+    let (wm, rm) = (median(wasm.clone()), median(native.clone()));
+    println!("{runs} runs each, alternating; wall time of `run` of a hello bundle");
+    println!(
+        "wasmbay-runtime (wasm hello):  median {}, p10 {}, p90 {}",
+        ms(wm),
+        ms(percentile(&wasm, 0.1)),
+        ms(percentile(&wasm, 0.9))
+    );
+    println!(
+        "runc (busybox echo hello):     median {}, p10 {}, p90 {}",
+        ms(rm),
+        ms(percentile(&native, 0.1)),
+        ms(percentile(&native, 0.9))
+    );
+    println!(
+        "ratio wasm / runc (medians): {:.2}",
+        wm.as_secs_f64() / rm.as_secs_f64()
     );
     Ok(0)
 }
