@@ -1,0 +1,69 @@
+//! `containerd-shim-<engine>-v1`: the containerd shim v2 for wasm containers.
+//!
+//! containerd starts this binary by its runtime name (`io.containerd.wasmtime.v1` →
+//! `containerd-shim-wasmtime-v1`); the engine is the `<engine>` part of the binary name, so one
+//! binary can serve several engines through links. Containers are created with the
+//! runtime-bridge executor on libcontainer: wasm runs on the engine, native entrypoints (the
+//! pod's pause container, sidecars) are exec'd as runc would.
+
+mod rootfs;
+mod serve;
+mod service;
+mod stdio;
+
+use std::io::Write;
+
+use containerd_shim::Shim;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let engine = args
+        .first()
+        .and_then(|argv0| service::engine_from_binary_name(argv0))
+        .unwrap_or_else(|| wasmbay_engines::DEFAULT_ENGINE.to_string());
+    let runtime_id = format!("io.containerd.{engine}.v1");
+    // containerd before 2.3 passes the start parameters in flags and the environment and, up to
+    // 1.6, reads back a bare socket address; the shim crate answers the newer JSON form, which
+    // 1.6 cannot parse. The legacy start is therefore answered here.
+    if args.last().map(String::as_str) == Some("start")
+        && std::env::var_os("TTRPC_ADDRESS").is_some()
+    {
+        match legacy_start(&runtime_id, &args[1..]) {
+            Ok(address) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(address.as_bytes());
+                let _ = stdout.flush();
+                return;
+            }
+            Err(e) => {
+                eprintln!("{runtime_id}: start: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let action = args.last().map(String::as_str).unwrap_or_default();
+    if action == "start" || action == "delete" {
+        containerd_shim::run::<service::Service>(&runtime_id, None);
+        return;
+    }
+    if let Err(e) = serve::serve(&runtime_id, &args[1..]) {
+        eprintln!("{runtime_id}: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn legacy_start(runtime_id: &str, args: &[String]) -> Result<String, containerd_shim::Error> {
+    let flags = containerd_shim::parse(args)?;
+    let mut config = containerd_shim::Config::default();
+    let mut shim = service::Service::new(runtime_id, &flags, &mut config);
+    let opts = containerd_shim::StartOpts {
+        id: flags.id.clone(),
+        publish_binary: flags.publish_binary.clone(),
+        address: flags.address.clone(),
+        ttrpc_address: std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+        namespace: flags.namespace.clone(),
+        debug: flags.debug,
+        ..Default::default()
+    };
+    shim.start_shim(opts)
+}

@@ -1,0 +1,479 @@
+//! The shim's task service: containers of one pod (or one container outside Kubernetes) in
+//! one shim process, created through libcontainer with the runtime-bridge executor.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use containerd_shim::api;
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
+use containerd_shim::protos::topics;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{
+    Config, Context, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult,
+};
+use wasmbay_runtime_bridge::libcontainer::container::builder::ContainerBuilder;
+use wasmbay_runtime_bridge::libcontainer::container::Container;
+use wasmbay_runtime_bridge::libcontainer::signal::Signal;
+use wasmbay_runtime_bridge::libcontainer::syscall::syscall::SyscallType;
+use wasmbay_runtime_bridge::prepare::prepare;
+use wasmbay_runtime_bridge::{WasmExecutor, ENGINE_ANNOTATION};
+use wasmbay_shim_core::cache::ModuleCache;
+use wasmbay_shim_core::oci_spec::runtime::Spec;
+
+use crate::stdio::{open_output, open_stdin};
+
+/// Containers with this annotation share one shim per pod.
+const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// `containerd-shim-wasmtime-v1` → `wasmtime`.
+pub fn engine_from_binary_name(argv0: &str) -> Option<String> {
+    let name = Path::new(argv0).file_name()?.to_str()?;
+    let engine = name.strip_prefix("containerd-shim-")?.strip_suffix("-v1")?;
+    (!engine.is_empty()).then(|| engine.to_string())
+}
+
+fn rpc_error(
+    code: containerd_shim::protos::ttrpc::Code,
+    message: String,
+) -> containerd_shim::protos::ttrpc::Error {
+    containerd_shim::protos::ttrpc::Error::RpcStatus(containerd_shim::protos::ttrpc::get_status(
+        code, message,
+    ))
+}
+
+fn internal(e: impl std::fmt::Display) -> containerd_shim::protos::ttrpc::Error {
+    rpc_error(
+        containerd_shim::protos::ttrpc::Code::INTERNAL,
+        format!("{e:#}"),
+    )
+}
+
+fn not_found(id: &str) -> containerd_shim::protos::ttrpc::Error {
+    rpc_error(
+        containerd_shim::protos::ttrpc::Code::NOT_FOUND,
+        format!("task {id} not found"),
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Created,
+    Running,
+    Stopped,
+}
+
+struct Task {
+    container: Container,
+    bundle: String,
+    rootfs_mounted: Option<PathBuf>,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    pid: u32,
+    phase: Phase,
+    exit: Option<(u32, Timestamp)>,
+}
+
+struct Inner {
+    namespace: String,
+    engine: String,
+    state_root: PathBuf,
+    exit: Arc<ExitSignal>,
+    tasks: Mutex<HashMap<String, Task>>,
+    exited: Condvar,
+    publisher: Mutex<Option<RemotePublisher>>,
+}
+
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+fn engine_of_runtime(runtime_id: &str) -> String {
+    runtime_id
+        .strip_prefix("io.containerd.")
+        .and_then(|r| r.strip_suffix(".v1"))
+        .unwrap_or("wasmtime")
+        .to_string()
+}
+
+impl Service {
+    fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        let publisher = self
+            .inner
+            .publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(publisher) = publisher.as_ref() {
+            if let Err(e) =
+                publisher.publish(Context::default(), topic, &self.inner.namespace, event)
+            {
+                tracing::warn!(topic, error = %e, "cannot publish event");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Task>> {
+        self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the init process of `id` in a thread of its own and records its exit.
+    fn watch(&self, id: String, pid: i32) {
+        let service = self.clone();
+        std::thread::spawn(move || {
+            let code = loop {
+                let mut status = 0;
+                let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+                if reaped == pid {
+                    if libc::WIFEXITED(status) {
+                        break libc::WEXITSTATUS(status);
+                    }
+                    if libc::WIFSIGNALED(status) {
+                        break 128 + libc::WTERMSIG(status);
+                    }
+                    continue;
+                }
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Not our child (already reaped elsewhere): the status is lost.
+                tracing::warn!(pid, error = %err, "cannot wait for task");
+                break 255;
+            };
+            let exited_at = Timestamp::now();
+            {
+                let mut tasks = service.lock();
+                if let Some(task) = tasks.get_mut(&id) {
+                    task.phase = Phase::Stopped;
+                    task.exit = Some((code as u32, exited_at.clone()));
+                }
+            }
+            service.inner.exited.notify_all();
+            let event = TaskExit {
+                container_id: id.clone(),
+                id: id.clone(),
+                pid: pid as u32,
+                exit_status: code as u32,
+                exited_at: MessageField::some(exited_at),
+                ..Default::default()
+            };
+            service.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event));
+        });
+    }
+
+    fn create_task(&self, req: &api::CreateTaskRequest) -> anyhow::Result<u32> {
+        use anyhow::Context as _;
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        let mut mounted = None;
+        if !req.rootfs.is_empty() {
+            std::fs::create_dir_all(&rootfs)?;
+            for m in &req.rootfs {
+                crate::rootfs::mount(&m.type_, &m.source, &m.options, &rootfs)
+                    .with_context(|| format!("mounting rootfs {} ({})", m.source, m.type_))?;
+            }
+            mounted = Some(rootfs.clone());
+        }
+        let result = (|| {
+            let spec = Spec::load(bundle.join("config.json"))
+                .with_context(|| format!("{}/config.json", bundle.display()))?;
+            let engine = spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(ENGINE_ANNOTATION))
+                .cloned()
+                .unwrap_or_else(|| self.inner.engine.clone());
+            tracing::debug!("rootfs mounted, preparing");
+            let prepared = prepare(
+                &bundle,
+                &spec,
+                &engine,
+                Some(ModuleCache::default_location()),
+            )?;
+            tracing::debug!(prepared = prepared.is_some(), "prepared");
+            let executor = WasmExecutor::new(engine, prepared);
+            std::fs::create_dir_all(&self.inner.state_root)?;
+            let stdin = open_stdin(&req.stdin).with_context(|| format!("stdin {}", req.stdin))?;
+            let stdout =
+                open_output(&req.stdout).with_context(|| format!("stdout {}", req.stdout))?;
+            let stderr =
+                open_output(&req.stderr).with_context(|| format!("stderr {}", req.stderr))?;
+            tracing::debug!("stdio open, building");
+            let container = ContainerBuilder::new(req.id.clone(), SyscallType::default())
+                .with_executor(executor)
+                .with_root_path(&self.inner.state_root)?
+                .with_stdin(stdin)
+                .with_stdout(stdout)
+                .with_stderr(stderr)
+                .validate_id()?
+                .as_init(&bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+                .with_context(|| format!("creating container {}", req.id))?;
+            Ok::<_, anyhow::Error>(container)
+        })();
+        let container = match result {
+            Ok(container) => container,
+            Err(e) => {
+                if let Some(rootfs) = &mounted {
+                    let _ = crate::rootfs::unmount(rootfs);
+                }
+                return Err(e);
+            }
+        };
+        let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
+        self.lock().insert(
+            req.id.clone(),
+            Task {
+                container,
+                bundle: req.bundle.clone(),
+                rootfs_mounted: mounted,
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                pid: pid as u32,
+                phase: Phase::Created,
+                exit: None,
+            },
+        );
+        self.watch(req.id.clone(), pid);
+        Ok(pid as u32)
+    }
+}
+
+impl containerd_shim::Shim for Service {
+    type T = Service;
+
+    fn new(runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                namespace: args.namespace.clone(),
+                engine: engine_of_runtime(runtime_id),
+                state_root: PathBuf::from("/run/wasmbay-shim").join(&args.namespace),
+                exit: Arc::new(ExitSignal::default()),
+                tasks: Mutex::new(HashMap::new()),
+                exited: Condvar::new(),
+                publisher: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> Result<String, containerd_shim::Error> {
+        // Containers of one pod share a shim: group by the pod's sandbox id when CRI gives one.
+        let grouping = std::fs::read(Path::new("config.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|spec| {
+                spec["annotations"][SANDBOX_ANNOTATION]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| opts.id.clone());
+        // A shim already serving this pod answers on its socket: reuse it.
+        let address = opts.socket_address(&grouping);
+        let socket = address.strip_prefix("unix://").unwrap_or(&address);
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(address);
+        }
+        let _ = std::fs::remove_file(socket);
+        let (_, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> Result<DeleteResponse, containerd_shim::Error> {
+        // The shim process is gone; remove what it left. Best effort: containerd only needs an
+        // answer to finish its own cleanup.
+        Ok(DeleteResponse {
+            exit_status: 137,
+            exited_at: MessageField::some(Timestamp::now()),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.inner.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        *self
+            .inner
+            .publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(publisher);
+        self.clone()
+    }
+}
+
+fn status_of(task: &Task) -> api::Status {
+    match task.phase {
+        Phase::Created => api::Status::CREATED,
+        Phase::Running => api::Status::RUNNING,
+        Phase::Stopped => api::Status::STOPPED,
+    }
+}
+
+impl containerd_shim::Task for Service {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        tracing::debug!(id = %req.id, bundle = %req.bundle, stdin = %req.stdin, stdout = %req.stdout, "create");
+        let pid = self.create_task(&req).map_err(internal)?;
+        self.publish(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            Box::new(TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                pid,
+                ..Default::default()
+            }),
+        );
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        tracing::debug!(id = %req.id, "start");
+        let pid = {
+            let mut tasks = self.lock();
+            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+            task.container.start().map_err(internal)?;
+            if task.phase == Phase::Created {
+                task.phase = Phase::Running;
+            }
+            task.pid
+        };
+        self.publish(
+            topics::TASK_START_EVENT_TOPIC,
+            Box::new(TaskStart {
+                container_id: req.id.clone(),
+                pid,
+                ..Default::default()
+            }),
+        );
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let tasks = self.lock();
+        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let (exit_status, exited_at) = task.exit.clone().unwrap_or((0, Timestamp::default()));
+        Ok(api::StateResponse {
+            id: req.id.clone(),
+            bundle: task.bundle.clone(),
+            pid: task.pid,
+            status: EnumOrUnknown::new(status_of(task)),
+            stdin: task.stdin.clone(),
+            stdout: task.stdout.clone(),
+            stderr: task.stderr.clone(),
+            exit_status,
+            exited_at: MessageField::some(exited_at),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        tracing::debug!(id = %req.id, "wait");
+        let mut tasks = self.lock();
+        loop {
+            let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+            if let Some((exit_status, exited_at)) = task.exit.clone() {
+                return Ok(api::WaitResponse {
+                    exit_status,
+                    exited_at: MessageField::some(exited_at),
+                    ..Default::default()
+                });
+            }
+            tasks = self
+                .inner
+                .exited
+                .wait(tasks)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        let mut tasks = self.lock();
+        let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if task.phase == Phase::Stopped {
+            return Ok(api::Empty::new());
+        }
+        let signal = Signal::try_from(req.signal as i32).map_err(internal)?;
+        task.container.kill(signal, req.all).map_err(internal)?;
+        Ok(api::Empty::new())
+    }
+
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        let mut task = {
+            let mut tasks = self.lock();
+            tasks.remove(&req.id).ok_or_else(|| not_found(&req.id))?
+        };
+        task.container.delete(true).map_err(internal)?;
+        if let Some(rootfs) = &task.rootfs_mounted {
+            crate::rootfs::unmount(rootfs).map_err(internal)?;
+        }
+        let (exit_status, exited_at) = task.exit.clone().unwrap_or((0, Timestamp::now()));
+        self.publish(
+            topics::TASK_DELETE_EVENT_TOPIC,
+            Box::new(TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id.clone(),
+                pid: task.pid,
+                exit_status,
+                exited_at: MessageField::some(exited_at.clone()),
+                ..Default::default()
+            }),
+        );
+        Ok(api::DeleteResponse {
+            pid: task.pid,
+            exit_status,
+            exited_at: MessageField::some(exited_at),
+            ..Default::default()
+        })
+    }
+
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self.lock().get(&req.id).map(|t| t.pid).unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        if self.lock().is_empty() {
+            self.inner.exit.signal();
+        }
+        Ok(api::Empty::new())
+    }
+}

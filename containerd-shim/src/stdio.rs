@@ -1,0 +1,54 @@
+//! Opening the stdio fifos containerd hands a task.
+//!
+//! A fifo opened for writing blocks until a reader exists; containerd and ctr open their ends
+//! around the create call, so the write side first tries a non-blocking open and falls back to
+//! read-write (which never blocks) when no reader is there yet.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+fn clear_nonblock(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The task's stdin: the fifo at `path`, or /dev/null when containerd gave none.
+pub fn open_stdin(path: &str) -> io::Result<File> {
+    if path.is_empty() {
+        return File::open("/dev/null");
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    clear_nonblock(&file)?;
+    Ok(file)
+}
+
+/// The task's stdout or stderr: the fifo (or file) at `path`, or /dev/null.
+pub fn open_output(path: &str) -> io::Result<File> {
+    if path.is_empty() {
+        return OpenOptions::new().write(true).open("/dev/null");
+    }
+    let path = path.strip_prefix("file://").unwrap_or(path);
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => {
+            clear_nonblock(&file)?;
+            Ok(file)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            OpenOptions::new().read(true).write(true).open(path)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,157 @@
+//! The shim under a private containerd, driven by `ctr` as a user would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
+use wasmbay_testkit::{require_root, ContainerdConfig, PrivateContainerd};
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from the shim\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 20))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+const EXIT_42: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 42))))"#;
+
+const SPIN: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+const RUNTIME: &str = "io.containerd.wasmtime.v1";
+
+fn shim_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wasmtime-v1"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn containerd(cache: &Path) -> PrivateContainerd {
+    let path = format!(
+        "{}:{}",
+        shim_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    PrivateContainerd::start_with(
+        ContainerdConfig::default()
+            .with_env("PATH", &path)
+            .with_env("WASMBAY_CACHE_DIR", cache.to_str().unwrap())
+            .with_env(
+                "WASMBAY_SHIM_LOG",
+                cache.with_file_name("shim.log").to_str().unwrap(),
+            ),
+    )
+    .expect("start a private containerd")
+}
+
+fn import(cd: &PrivateContainerd, dir: &Path, name: &str, wat: &str) -> String {
+    let reference = ImageRef::parse(&format!("{name}:test")).unwrap();
+    let mut spec = ImageSpec::new(reference.clone(), "app.wat", wat.as_bytes().to_vec());
+    spec.layout = Layout::App;
+    spec.platform = Platform::parse("linux/amd64").unwrap();
+    let path = dir.join(format!("{name}.tar"));
+    spec.build().unwrap().write_to(&path).unwrap();
+    cd.import(&path, &[]).unwrap();
+    reference.to_string()
+}
+
+#[test]
+fn ctr_runs_wasm_through_the_shim() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let hello = import(&cd, dir.path(), "hello", HELLO);
+    let exit42 = import(&cd, dir.path(), "exit42", EXIT_42);
+
+    let mut run = cd.ctr_run();
+    run.args(["--rm", "--runtime", RUNTIME, &hello, "hello-1"]);
+    let out = cd
+        .run_ok(&mut run, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", cd.log_tail()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the shim\n"
+    );
+
+    let mut run = cd.ctr_run();
+    run.args(["--rm", "--runtime", RUNTIME, &exit42, "exit-1"]);
+    let out = wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(42),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The second start of the same image loads the precompiled artifact.
+    let artifacts = std::fs::read_dir(dir.path().join("cache/wasmtime"))
+        .unwrap()
+        .count();
+    let mut run = cd.ctr_run();
+    run.args(["--rm", "--runtime", RUNTIME, &hello, "hello-2"]);
+    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache/wasmtime"))
+            .unwrap()
+            .count(),
+        artifacts
+    );
+}
+
+#[test]
+fn ctr_kills_and_deletes_a_running_wasm_task() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    for id in ["spin-a", "spin-b"] {
+        let mut run = cd.ctr_run();
+        run.args(["-d", "--runtime", RUNTIME, &spin, id]);
+        cd.run_ok(&mut run, TIMEOUT).unwrap();
+    }
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
+    for id in ["spin-a", "spin-b"] {
+        assert!(
+            tasks
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains("RUNNING")),
+            "{tasks}"
+        );
+    }
+    for id in ["spin-a", "spin-b"] {
+        cd.run_ok(
+            cd.ctr().args(["tasks", "kill", "--signal", "SIGTERM", id]),
+            TIMEOUT,
+        )
+        .unwrap();
+        let mut stopped = false;
+        for _ in 0..200 {
+            let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+            if String::from_utf8_lossy(&tasks.stdout)
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains("STOPPED"))
+            {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(stopped, "{id} did not stop on SIGTERM");
+        cd.run_ok(cd.ctr().args(["tasks", "delete", id]), TIMEOUT)
+            .unwrap();
+        cd.run_ok(cd.ctr().args(["containers", "delete", id]), TIMEOUT)
+            .unwrap();
+    }
+}
