@@ -27,6 +27,8 @@ enum Command {
     Cache(cmd::cache::CacheArgs),
     /// List the engines this binary knows and which are compiled in.
     Engines,
+    /// containerd integration: runtime configuration for the wasmbay shims.
+    Containerd(cmd::containerd::ContainerdArgs),
     /// Measure start-up from the cache and kill latency.
     Bench(cmd::bench::BenchArgs),
     /// Build OCI images holding a module, for containerd (`ctr image import`).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => cmd::conformance::main(args),
         Command::Cache(args) => cmd::cache::main(args),
         Command::Bench(args) => cmd::bench::main(args),
+        Command::Containerd(args) => cmd::containerd::main(args),
         Command::Image(args) => cmd::image::main(args),
         Command::Engines => {
             for name in wasmbay_engines::KNOWN {

@@ -456,6 +456,45 @@ impl containerd_shim::Task for Service {
         })
     }
 
+    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        use libcgroups::common::CgroupManager;
+        let tasks = self.lock();
+        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let pids = cgroup_of(&task.container)
+            .and_then(|m| Ok(m.get_all_pids()?))
+            .map_err(internal)?;
+        Ok(api::PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| containerd_shim::protos::types::task::ProcessInfo {
+                    pid: pid.as_raw() as u32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        use libcgroups::common::CgroupManager;
+        let tasks = self.lock();
+        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let stats = cgroup_of(&task.container)
+            .and_then(|m| Ok(m.stats()?))
+            .map_err(internal)?;
+        let metrics = metrics_of(&stats);
+        let any = containerd_shim::protos::protobuf::well_known_types::any::Any {
+            type_url: "io.containerd.cgroups.v1.Metrics".to_string(),
+            value: containerd_shim::protos::protobuf::Message::write_to_bytes(&metrics)
+                .map_err(internal)?,
+            ..Default::default()
+        };
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
     fn connect(
         &self,
         _ctx: &TtrpcContext,
@@ -475,5 +514,59 @@ impl containerd_shim::Task for Service {
             self.inner.exit.signal();
         }
         Ok(api::Empty::new())
+    }
+}
+
+/// The cgroup manager of a container created by this shim.
+fn cgroup_of(
+    container: &Container,
+) -> anyhow::Result<libcgroups::common::AnyCgroupManager> {
+    let config = container.spec()?;
+    Ok(libcgroups::common::create_cgroup_manager(
+        libcgroups::common::CgroupConfig {
+            cgroup_path: config.cgroup_path.clone(),
+            systemd_cgroup: container.systemd(),
+            container_name: container.id().to_string(),
+        },
+    )?)
+}
+
+/// containerd's cgroup v1 metrics message from libcgroups' statistics.
+fn metrics_of(stats: &libcgroups::stats::Stats) -> containerd_shim::protos::cgroups::metrics::Metrics {
+    use containerd_shim::protos::cgroups::metrics::{
+        CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
+    };
+    let entry = |d: &libcgroups::stats::MemoryData| MemoryEntry {
+        limit: d.limit,
+        usage: d.usage,
+        max: d.max_usage,
+        failcnt: d.fail_count,
+        ..Default::default()
+    };
+    Metrics {
+        pids: MessageField::some(PidsStat {
+            current: stats.pids.current,
+            limit: stats.pids.limit,
+            ..Default::default()
+        }),
+        cpu: MessageField::some(CPUStat {
+            usage: MessageField::some(CPUUsage {
+                total: stats.cpu.usage.usage_total,
+                kernel: stats.cpu.usage.usage_kernel,
+                user: stats.cpu.usage.usage_user,
+                per_cpu: stats.cpu.usage.per_core_usage_total.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        memory: MessageField::some(MemoryStat {
+            cache: stats.memory.cache,
+            usage: MessageField::some(entry(&stats.memory.memory)),
+            swap: MessageField::some(entry(&stats.memory.memswap)),
+            kernel: MessageField::some(entry(&stats.memory.kernel)),
+            kernel_tcp: MessageField::some(entry(&stats.memory.kernel_tcp)),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }

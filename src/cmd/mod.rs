@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod cache;
 pub mod conformance;
+pub mod containerd;
 pub mod image;
 pub mod run;
