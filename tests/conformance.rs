@@ -61,6 +61,19 @@ fn whole_corpus_passes_through_oci_runtime_frontend() {
 }
 
 #[test]
+fn whole_corpus_passes_through_containerd_frontend() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the containerd frontend runs a private containerd and needs root");
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/containerd").is_file() {
+        eprintln!("skipped: /usr/bin/containerd missing (Debian package containerd; scripts/setup.sh installs it)");
+        return;
+    }
+    assert_corpus_passes("containerd");
+}
+
+#[test]
 fn whole_corpus_passes_through_direct_frontend() {
     build_corpus();
     let cache = tempfile::tempdir().unwrap();

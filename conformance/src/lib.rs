@@ -8,6 +8,7 @@
 
 pub mod case;
 pub mod compare;
+pub mod containerd;
 pub mod direct;
 pub mod fixture;
 pub mod oci_runtime;
@@ -16,6 +17,7 @@ pub mod suite;
 
 pub use case::{Case, CaseSpec};
 pub use compare::Verdict;
+pub use containerd::ContainerdFrontend;
 pub use direct::DirectFrontend;
 pub use oci_runtime::OciRuntimeFrontend;
 pub use report::{CaseResult, Report};

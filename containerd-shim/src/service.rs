@@ -475,7 +475,11 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
         use libcgroups::common::CgroupManager;
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
@@ -518,9 +522,7 @@ impl containerd_shim::Task for Service {
 }
 
 /// The cgroup manager of a container created by this shim.
-fn cgroup_of(
-    container: &Container,
-) -> anyhow::Result<libcgroups::common::AnyCgroupManager> {
+fn cgroup_of(container: &Container) -> anyhow::Result<libcgroups::common::AnyCgroupManager> {
     let config = container.spec()?;
     Ok(libcgroups::common::create_cgroup_manager(
         libcgroups::common::CgroupConfig {
@@ -532,7 +534,9 @@ fn cgroup_of(
 }
 
 /// containerd's cgroup v1 metrics message from libcgroups' statistics.
-fn metrics_of(stats: &libcgroups::stats::Stats) -> containerd_shim::protos::cgroups::metrics::Metrics {
+fn metrics_of(
+    stats: &libcgroups::stats::Stats,
+) -> containerd_shim::protos::cgroups::metrics::Metrics {
     use containerd_shim::protos::cgroups::metrics::{
         CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
     };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use wasmbay_conformance::{
-    discover, run_cases, DirectFrontend, Frontend, OciRuntimeFrontend, Report,
+    discover, run_cases, ContainerdFrontend, DirectFrontend, Frontend, OciRuntimeFrontend, Report,
 };
 
 use wasmbay_engines as engines;
@@ -26,7 +26,8 @@ pub struct ConformanceArgs {
     #[arg(long)]
     jobs: Option<usize>,
     /// The OCI runtime binary for `--frontend oci-runtime` (default: `wasmbay-runtime` next to
-    /// this binary).
+    /// this binary), or the shim binary for `--frontend containerd` (default:
+    /// `containerd-shim-<engine>-v1` next to this binary).
     #[arg(long, value_name = "PATH")]
     runtime: Option<PathBuf>,
     /// Bypass the precompiled cache.
@@ -63,7 +64,26 @@ pub fn main(args: ConformanceArgs) -> Result<i32> {
             engine: args.engine.clone(),
             use_cache: !args.no_cache,
         }),
-        other => bail!("unknown frontend `{other}` (available: direct, oci-runtime)"),
+        "containerd" => {
+            let shim = match &args.runtime {
+                Some(path) => path.clone(),
+                None => sibling_binary(&format!("containerd-shim-{}-v1", args.engine))?,
+            };
+            let shim_dir = shim
+                .parent()
+                .context("shim path has no directory")?
+                .to_path_buf();
+            let cache = if args.no_cache {
+                Some(state_dir.path().join("cache"))
+            } else {
+                std::env::var_os("WASMBAY_CACHE_DIR").map(PathBuf::from)
+            };
+            Box::new(
+                ContainerdFrontend::start(&shim_dir, &args.engine, cache)
+                    .map_err(|e| anyhow::anyhow!("starting a private containerd: {e}"))?,
+            )
+        }
+        other => bail!("unknown frontend `{other}` (available: direct, oci-runtime, containerd)"),
     };
     let mut cases = Vec::new();
     for dir in &args.dirs {

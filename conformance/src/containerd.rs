@@ -1,0 +1,102 @@
+//! The containerd frontend: each case as a container of a private containerd (own root, state
+//! and socket; never the system one), started by `ctr run` with the wasmbay shim, the way a
+//! user or a node runs containers.
+//!
+//! The container gets the same OCI spec as in the oci-runtime frontend (`ctr run --config`),
+//! so the guest sees exactly the case's environment and fixture; containerd's own defaults
+//! (a `PATH` variable, for one) would otherwise reach the guest.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
+
+use crate::oci_runtime::write_bundle;
+use crate::suite::{run_process_with_timeout, Frontend, Invocation, Observed};
+
+pub struct ContainerdFrontend {
+    containerd: PrivateContainerd,
+    runtime: String,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl ContainerdFrontend {
+    /// Starts a private containerd whose PATH finds the shim binaries in `shim_dir`.
+    pub fn start(
+        shim_dir: &Path,
+        engine: &str,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self, String> {
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut config = ContainerdConfig::default().with_env("PATH", &path);
+        if let Some(cache) = &cache_dir {
+            config = config.with_env("WASMBAY_CACHE_DIR", &cache.to_string_lossy());
+        }
+        let containerd = PrivateContainerd::start_with(config).map_err(|e| e.to_string())?;
+        Ok(ContainerdFrontend {
+            containerd,
+            runtime: format!("io.containerd.{engine}.v1"),
+        })
+    }
+}
+
+impl Frontend for ContainerdFrontend {
+    fn name(&self) -> &str {
+        "containerd"
+    }
+
+    fn run(&self, inv: &Invocation<'_>) -> Result<Observed, String> {
+        let bundle = inv.scratch.join("bundle");
+        write_bundle(inv, &bundle)?;
+        // With `--config`, ctr takes the rootfs from the spec: it must be absolute.
+        let config_path = bundle.join("config.json");
+        let mut config: serde_json::Value = std::fs::read(&config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))?;
+        config["root"]["path"] = serde_json::json!(bundle.join("rootfs"));
+        std::fs::write(&config_path, config.to_string()).map_err(|e| e.to_string())?;
+        let id = format!(
+            "wbcd-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut run = self.containerd.ctr_run();
+        run.arg("--rm")
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .arg("--config")
+            .arg(&config_path)
+            .arg(&id);
+        let kill = || {
+            let _ = self
+                .containerd
+                .ctr()
+                .args(["tasks", "kill", "--signal", "SIGKILL", &id])
+                .output();
+        };
+        let observed = run_process_with_timeout(
+            run,
+            &inv.stdin,
+            Some((inv.timeout, &kill)),
+            inv.timeout + Duration::from_secs(30),
+        );
+        // `--rm` removes the container; after a failure, make sure.
+        let _ = self
+            .containerd
+            .ctr()
+            .args(["tasks", "delete", "--force", &id])
+            .output();
+        let _ = self
+            .containerd
+            .ctr()
+            .args(["containers", "delete", &id])
+            .output();
+        observed
+    }
+}
