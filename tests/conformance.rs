@@ -75,44 +75,7 @@ fn whole_corpus_passes_through_containerd_frontend() {
 
 #[test]
 fn whole_corpus_passes_through_direct_frontend() {
-    build_corpus();
-    let cache = tempfile::tempdir().unwrap();
-    let root = repo_root();
-    let shared = common::shared_testsuite();
-    let mut dirs = vec![root.join("conformance/corpus")];
-    for suite in ["assemblyscript", "c", "rust"] {
-        dirs.push(shared.join(suite).join("testsuite/wasm32-wasip1"));
-    }
-    let json = cache.path().join("report.json");
-    let output = wasmbay(cache.path())
-        .args([
-            "conformance",
-            "--engine",
-            "wasmtime",
-            "--frontend",
-            "direct",
-            "--json",
-        ])
-        .arg(&json)
-        .args(&dirs)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(
-        output.status.success() && failures.is_empty(),
-        "conformance failed:\n{}\nstderr: {}",
-        failures.join("\n"),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary = stdout.lines().last().unwrap_or_default();
-    assert!(summary.ends_with("passed, 0 failed"), "summary: {summary}");
-    let report: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
-    let passed = report["passed"].as_u64().unwrap();
-    // Own corpus (>= 30) plus the 41 wasi-testsuite cases.
-    assert!(passed >= 71, "only {passed} cases ran");
-    assert_eq!(report["failed"], 0);
+    assert_corpus_passes("direct");
 }
 
 #[test]

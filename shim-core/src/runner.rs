@@ -101,27 +101,47 @@ impl<'a> ModuleLoader<'a> {
                 (&converted[..], kind)
             }
         };
-        let key = CacheKey::new(
+        let key = self.key(wasm, kind);
+        if let Some(artifact) = cache.get(&key) {
+            return Ok(Some((artifact, kind)));
+        }
+        Ok(self
+            .store_artifact(cache, &key, path, wasm, kind)?
+            .map(|stored| (stored, kind)))
+    }
+
+    fn key(&self, wasm: &[u8], kind: ModuleKind) -> CacheKey {
+        CacheKey::new(
             self.engine.name(),
             &self.engine.fingerprint(),
             kind.as_str(),
             &module_digest(wasm),
-        );
-        if let Some(artifact) = cache.get(&key) {
-            return Ok(Some((artifact, kind)));
-        }
+        )
+    }
+
+    /// Precompiles `wasm` into the cache under `key`. `None` when the engine cannot precompile
+    /// or the cache refuses the write: a full or read-only cache must not stop the workload,
+    /// it only costs time.
+    fn store_artifact(
+        &self,
+        cache: &ModuleCache,
+        key: &CacheKey,
+        origin: &Path,
+        wasm: &[u8],
+        kind: ModuleKind,
+    ) -> Result<Option<PathBuf>, LoadError> {
         let artifact = match self.engine.precompile(wasm, kind) {
             Ok(artifact) => artifact,
             Err(EngineError::NoPrecompile { .. }) => return Ok(None),
             Err(source) => {
                 return Err(LoadError::Engine {
-                    path: path.to_path_buf(),
+                    path: origin.to_path_buf(),
                     source,
                 })
             }
         };
-        match cache.put(&key, &artifact) {
-            Ok(stored) => Ok(Some((stored, kind))),
+        match cache.put(key, &artifact) {
+            Ok(stored) => Ok(Some(stored)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot store precompiled module");
                 Ok(None)
@@ -180,12 +200,7 @@ impl<'a> ModuleLoader<'a> {
             return Ok((module, Provenance::Compiled));
         };
 
-        let key = CacheKey::new(
-            self.engine.name(),
-            &self.engine.fingerprint(),
-            kind.as_str(),
-            &module_digest(wasm),
-        );
+        let key = self.key(wasm, kind);
         if let Some(artifact) = cache.get(&key) {
             match self.engine.load_precompiled(&artifact, kind) {
                 Ok(module) => return Ok((module, Provenance::CacheHit)),
@@ -195,25 +210,15 @@ impl<'a> ModuleLoader<'a> {
                 }
             }
         }
-        let artifact = match self.engine.precompile(wasm, kind) {
-            Ok(artifact) => artifact,
-            Err(EngineError::NoPrecompile { .. }) => {
-                let module = self.engine.compile(wasm, kind).map_err(engine_err)?;
-                return Ok((module, Provenance::Compiled));
-            }
-            Err(e) => return Err(engine_err(e)),
-        };
-        match cache.put(&key, &artifact) {
-            Ok(stored) => {
+        match self.store_artifact(cache, &key, origin, wasm, kind)? {
+            Some(stored) => {
                 let module = self
                     .engine
                     .load_precompiled(&stored, kind)
                     .map_err(engine_err)?;
                 Ok((module, Provenance::CompiledAndCached))
             }
-            Err(e) => {
-                // A full or read-only cache must not stop the workload; it only costs time.
-                tracing::warn!(error = %e, "cannot store precompiled module");
+            None => {
                 let module = self.engine.compile(wasm, kind).map_err(engine_err)?;
                 Ok((module, Provenance::Compiled))
             }

@@ -52,6 +52,18 @@ enum What {
         #[arg(long, default_value = "runc")]
         runc: PathBuf,
     },
+    /// `ctr run --rm` of wasm (wasmbay shim) against busybox (runc) on one private
+    /// containerd; PSS per sleeping container; first and second start of a large module.
+    Start {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Sleeping containers per kind for the memory figure (0 to skip).
+        #[arg(long, default_value_t = 10)]
+        sleepers: usize,
+        /// Size of the large module in MB (0 to skip).
+        #[arg(long, default_value_t = 25)]
+        big_module_mb: usize,
+    },
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
         #[arg(long, default_value = engines::DEFAULT_ENGINE)]
@@ -70,6 +82,15 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::Start {
+            runs,
+            sleepers,
+            big_module_mb,
+        } => crate::cmd::bench_start::run(crate::cmd::bench_start::StartBench {
+            runs: runs.max(1),
+            sleepers,
+            big_module_mb,
+        }),
         What::Runtime {
             runs,
             runtime,

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_start;
 pub mod cache;
 pub mod conformance;
 pub mod containerd;
