@@ -51,6 +51,15 @@ fn internal(e: impl std::fmt::Display) -> containerd_shim::protos::ttrpc::Error 
     )
 }
 
+/// UNIMPLEMENTED rather than the generated NOT_FOUND default, which containerd would read as
+/// "no such process".
+fn unsupported(what: &str) -> containerd_shim::protos::ttrpc::Error {
+    rpc_error(
+        containerd_shim::protos::ttrpc::Code::UNIMPLEMENTED,
+        format!("wasmbay shim: {what} is not supported"),
+    )
+}
+
 fn not_found(id: &str) -> containerd_shim::protos::ttrpc::Error {
     rpc_error(
         containerd_shim::protos::ttrpc::Code::NOT_FOUND,
@@ -454,6 +463,48 @@ impl containerd_shim::Task for Service {
             exited_at: MessageField::some(exited_at),
             ..Default::default()
         })
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        Err(unsupported("exec"))
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        Err(unsupported("pause"))
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        Err(unsupported("resume"))
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        Err(unsupported("update"))
+    }
+
+    fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        Err(unsupported("checkpoint"))
+    }
+
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        Err(unsupported("terminals (resize_pty)"))
+    }
+
+    /// The shim keeps no copy of a task's stdin (the container holds the only one), so there
+    /// is nothing of its own to close.
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        if self.lock().contains_key(&req.id) {
+            Ok(api::Empty::new())
+        } else {
+            Err(not_found(&req.id))
+        }
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
