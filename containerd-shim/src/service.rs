@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use containerd_shim::api;
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
 use containerd_shim::protos::topics;
@@ -174,6 +174,32 @@ impl Service {
         });
     }
 
+    /// Publishes TaskOOM when the kernel OOM-kills inside the container's memory cgroup.
+    fn watch_oom(&self, id: &str) {
+        let cgroup = {
+            let tasks = self.lock();
+            tasks
+                .get(id)
+                .and_then(|t| t.container.spec().ok())
+                .map(|config| config.cgroup_path.clone())
+        };
+        let Some(dir) = cgroup.as_deref().and_then(crate::oom::v1_memory_dir) else {
+            tracing::debug!(id, "no cgroup v1 memory controller; OOM events not watched");
+            return;
+        };
+        let service = self.clone();
+        let container_id = id.to_string();
+        if let Err(e) = crate::oom::watch_v1(dir, move || {
+            let event = TaskOOM {
+                container_id: container_id.clone(),
+                ..Default::default()
+            };
+            service.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event));
+        }) {
+            tracing::warn!(id, error = %e, "cannot watch for OOM");
+        }
+    }
+
     fn create_task(&self, req: &api::CreateTaskRequest) -> anyhow::Result<u32> {
         use anyhow::Context as _;
         let bundle = PathBuf::from(&req.bundle);
@@ -251,6 +277,7 @@ impl Service {
             },
         );
         self.watch(req.id.clone(), pid);
+        self.watch_oom(&req.id);
         Ok(pid as u32)
     }
 }

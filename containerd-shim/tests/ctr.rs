@@ -155,3 +155,71 @@ fn ctr_kills_and_deletes_a_running_wasm_task() {
             .unwrap();
     }
 }
+
+/// Grows memory a wasm page at a time, touching every 4 KiB of each new page (so that the
+/// memory is really resident), until refused or killed.
+const HOG: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (local $page i32) (local $off i32)
+    (loop $more
+      (local.set $page (memory.grow (i32.const 1)))
+      (if (i32.ne (local.get $page) (i32.const -1))
+        (then
+          (local.set $off (i32.const 0))
+          (loop $touch
+            (i32.store
+              (i32.add (i32.mul (local.get $page) (i32.const 65536)) (local.get $off))
+              (i32.const 1))
+            (local.set $off (i32.add (local.get $off) (i32.const 4096)))
+            (br_if $touch (i32.lt_u (local.get $off) (i32.const 65536))))
+          (br $more))))))"#;
+
+#[test]
+fn cgroup_oom_kill_is_reported_as_task_oom() {
+    if !require_root() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/memory").is_dir() {
+        eprintln!("skipped: OOM events are watched on cgroup v1 memory controllers only");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let hog = import(&cd, dir.path(), "hog", HOG);
+    let events_log = dir.path().join("events.log");
+    let mut events = cd
+        .ctr()
+        .arg("events")
+        .stdout(std::fs::File::create(&events_log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // The linear-memory cap equals the cgroup limit, so the process (engine + code + memory)
+    // reaches the cgroup limit first and the kernel kills it.
+    let mut run = cd.ctr_run();
+    run.args([
+        "--rm",
+        "--memory-limit",
+        "41943040",
+        "--runtime",
+        RUNTIME,
+        &hog,
+        "hog-1",
+    ]);
+    let out = wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let _ = events.wait();
+    let log = std::fs::read_to_string(&events_log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/tasks/oom") && l.contains("hog-1")),
+        "no /tasks/oom event:\n{log}"
+    );
+}
