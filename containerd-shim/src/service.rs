@@ -88,6 +88,8 @@ struct Task {
 
 struct Inner {
     namespace: String,
+    /// The `-id` containerd started this shim process with.
+    shim_id: String,
     engine: String,
     state_root: PathBuf,
     exit: Arc<ExitSignal>,
@@ -99,6 +101,17 @@ struct Inner {
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
+}
+
+/// Container state of the shims of one containerd (told apart by its socket address, so that
+/// two containerd instances never share state) and one namespace.
+fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    containerd_address.hash(&mut hasher);
+    PathBuf::from("/run/wasmbay-shim")
+        .join(format!("{:016x}", hasher.finish()))
+        .join(namespace)
 }
 
 fn engine_of_runtime(runtime_id: &str) -> String {
@@ -290,7 +303,8 @@ impl containerd_shim::Shim for Service {
             inner: Arc::new(Inner {
                 namespace: args.namespace.clone(),
                 engine: engine_of_runtime(runtime_id),
-                state_root: PathBuf::from("/run/wasmbay-shim").join(&args.namespace),
+                state_root: state_root(&args.address, &args.namespace),
+                shim_id: args.id.clone(),
                 exit: Arc::new(ExitSignal::default()),
                 tasks: Mutex::new(HashMap::new()),
                 exited: Condvar::new(),
@@ -322,8 +336,26 @@ impl containerd_shim::Shim for Service {
     }
 
     fn delete_shim(&mut self) -> Result<DeleteResponse, containerd_shim::Error> {
-        // The shim process is gone; remove what it left. Best effort: containerd only needs an
-        // answer to finish its own cleanup.
+        // The shim that served this container is gone (crashed or killed); its container may
+        // still run, reparented away from it. Remove it, its cgroup and state, and the rootfs
+        // mount. containerd runs this action in the bundle directory. Best effort throughout:
+        // containerd only needs an answer to finish its own cleanup.
+        let dir = self.inner.state_root.join(&self.inner.shim_id);
+        if dir.exists() {
+            match Container::load(dir) {
+                Ok(mut container) => {
+                    if let Err(e) = container.delete(true) {
+                        tracing::warn!(id = %self.inner.shim_id, error = %e, "cannot delete container left by a dead shim");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(id = %self.inner.shim_id, error = %e, "cannot load container left by a dead shim")
+                }
+            }
+        }
+        if let Ok(bundle) = std::env::current_dir() {
+            let _ = crate::rootfs::unmount(&bundle.join("rootfs"));
+        }
         Ok(DeleteResponse {
             exit_status: 137,
             exited_at: MessageField::some(Timestamp::now()),

@@ -223,3 +223,74 @@ fn cgroup_oom_kill_is_reported_as_task_oom() {
         "no /tasks/oom event:\n{log}"
     );
 }
+
+#[test]
+fn a_killed_shim_leaves_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    let mut run = cd.ctr_run();
+    run.args(["-d", "--runtime", RUNTIME, &spin, "orphan"]);
+    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
+    let pid: i32 = tasks
+        .lines()
+        .find(|l| l.starts_with("orphan"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no task pid in:\n{tasks}"));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let shim: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(std::fs::read_to_string(format!("/proc/{shim}/cmdline"))
+        .unwrap()
+        .contains("containerd-shim-wasmtime-v1"));
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    // containerd notices the dead shim and runs its `delete` action, which must remove the
+    // still-spinning container.
+    // Killed means gone or a zombie: its new parent may not reap it at once.
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .map(|zombie| !zombie)
+            .unwrap_or(false)
+    };
+    let mut gone = false;
+    for _ in 0..250 {
+        if !alive(pid) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "the container of a killed shim is still running");
+    let _ = cd.ctr().args(["tasks", "delete", "orphan"]).output();
+    cd.run_ok(cd.ctr().args(["containers", "delete", "orphan"]), TIMEOUT)
+        .unwrap();
+    let rootfs = cd
+        .state()
+        .join("io.containerd.runtime.v2.task")
+        .join(cd.namespace())
+        .join("orphan/rootfs");
+    assert!(
+        !wasmbay_testkit::mounts_under(cd.dir())
+            .iter()
+            .any(|m| m == &rootfs),
+        "rootfs still mounted"
+    );
+}

@@ -47,6 +47,32 @@ fn load(
     }
 }
 
+/// Closes every descriptor above stderr except `keep`.
+///
+/// The container's init is cloned from the runtime or shim process and, for wasm, never
+/// execs, so close-on-exec never fires: without this the guest's process would hold the
+/// parent's sockets (the shim's ttrpc connection, for one) for as long as it runs, and
+/// containerd would not notice a dead shim.
+fn close_inherited_fds(keep: Option<i32>) {
+    let ranges: [(u32, u32); 2] = match keep {
+        Some(fd) if fd >= 3 => [(3, fd as u32 - 1), (fd as u32 + 1, u32::MAX)],
+        _ => [(3, u32::MAX), (1, 0)],
+    };
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        if rc != 0 {
+            // close_range needs Linux 5.9; walk the descriptor table instead.
+            let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as u32;
+            for fd in first..=last.min(max) {
+                unsafe { libc::close(fd as i32) };
+            }
+        }
+    }
+}
+
 /// Runs the module at `module_path` (a path inside the container) and exits with its status.
 pub fn run_guest(
     engine_name: &str,
@@ -55,7 +81,9 @@ pub fn run_guest(
     config: WasiConfig,
     prepared: Option<&PreparedArtifact>,
 ) -> ! {
-    // Signals first: from here on SIGTERM must end the container even while loading.
+    use std::os::fd::AsRawFd;
+    close_inherited_fds(prepared.map(|p| p.file.as_raw_fd()));
+    // Signals next: from here on SIGTERM must end the container even while loading.
     let stop = StopHandle::new();
     if let Err(e) = stop_on_signals(&stop) {
         die(
