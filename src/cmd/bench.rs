@@ -281,7 +281,8 @@ fn bench_kill(engine_name: &str, runs: usize) -> Result<i32> {
     Ok(0)
 }
 
-const HELLO: &str = r#"(module
+/// Prints `hello` through `fd_write`; the wasm side of the start benchmarks.
+pub(crate) const HELLO: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 16) "hello\n")

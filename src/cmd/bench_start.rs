@@ -13,14 +13,7 @@ use anyhow::{bail, Context, Result};
 use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Platform};
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 6))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+use crate::cmd::bench::HELLO;
 
 /// Sleeps an hour in `poll_oneoff` (one relative clock subscription), using no CPU.
 const SLEEP: &str = r#"(module
