@@ -33,6 +33,7 @@ pub enum SelectError {
 pub fn is_compiled_in(name: &str) -> bool {
     match name {
         "wasmtime" => cfg!(feature = "wasmtime"),
+        "wasmer" => cfg!(feature = "wasmer"),
         _ => false,
     }
 }
@@ -55,6 +56,11 @@ pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
                 &wasmbay_engine_wasmtime::Settings::default(),
             )
             .map_err(init)?,
+        )),
+        #[cfg(feature = "wasmer")]
+        "wasmer" => Ok(Arc::new(
+            wasmbay_engine_wasmer::WasmerEngine::new(&wasmbay_engine_wasmer::Settings::default())
+                .map_err(init)?,
         )),
         known if KNOWN.contains(&known) => {
             let _ = init;
@@ -84,5 +90,14 @@ mod tests {
     fn wasmtime_is_selectable_by_name() {
         assert_eq!(create("wasmtime").unwrap().name(), "wasmtime");
         assert!(compiled_in().contains(&"wasmtime"));
+    }
+
+    #[cfg(feature = "wasmer")]
+    #[test]
+    fn wasmer_is_selectable_by_name() {
+        let engine = create("wasmer").unwrap();
+        assert_eq!(engine.name(), "wasmer");
+        assert!(!engine.supports(wasmbay_shim_core::ModuleKind::Component));
+        assert!(compiled_in().contains(&"wasmer"));
     }
 }
