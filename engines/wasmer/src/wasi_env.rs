@@ -2,9 +2,12 @@
 //!
 //! Only what the config lists reaches the guest: no host environment, no network (the runtime
 //! has no networking), and no directories beyond the preopens. wasix resolves every path in
-//! one virtual file system, so each preopened host directory is mounted at a private mount
-//! point of its own (`/.wasmbay/preopen/N`) and preopened there under its guest name. Each
-//! mount is rooted at its host directory, so `..` cannot climb out of what was granted.
+//! one virtual file system and always opens its root as descriptor 3 (read-only), so the
+//! preopens follow from descriptor 4. Each preopened host directory is mounted in that file
+//! system at its guest path (a relative guest name such as `.` at a private
+//! `/.wasmbay/preopen/N`), so the root shows what a user expects, and preopened there under its
+//! guest name. Each mount is rooted at its host directory, so `..` cannot climb out of what was
+//! granted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use wasmbay_shim_core::{EngineError, WasiConfig};
 use wasmer_wasix::virtual_fs::{host_fs, FileSystem, MountFileSystem};
 use wasmer_wasix::{Runtime, WasiEnvBuilder};
 
+use crate::read_only_fs::ReadOnlyFs;
 use crate::stdio::{self, Stream};
 
 pub(crate) fn builder(
@@ -30,11 +34,18 @@ pub(crate) fn builder(
 
     let mounts = MountFileSystem::new();
     for (index, preopen) in config.preopens.iter().enumerate() {
-        let mount_point = PathBuf::from(format!("/.wasmbay/preopen/{index}"));
+        let mount_point = if preopen.guest.starts_with('/') {
+            PathBuf::from(&preopen.guest)
+        } else {
+            PathBuf::from(format!("/.wasmbay/preopen/{index}"))
+        };
         let host = host_fs::FileSystem::new(io.clone(), &preopen.host).map_err(|e| {
             setup(format!("preopen {} as {}: {e}", preopen.host.display(), preopen.guest))
         })?;
-        let host: Arc<dyn FileSystem + Send + Sync> = Arc::new(host);
+        let mut host: Arc<dyn FileSystem + Send + Sync> = Arc::new(host);
+        if preopen.read_only {
+            host = Arc::new(ReadOnlyFs::new(host));
+        }
         mounts.mount(&mount_point, host).map_err(|e| {
             setup(format!("preopen {} as {}: {e}", preopen.host.display(), preopen.guest))
         })?;

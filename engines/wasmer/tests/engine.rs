@@ -46,8 +46,8 @@ const PRINT_AND_EXIT: &str = r#"(module
     (local.get $n))
   (func (export "trap") unreachable))"#;
 
-/// Prints its arguments and environment, one per line, then copies `in.txt` of the preopen
-/// `/data` to `out.txt` in it.
+/// Prints its arguments and environment, one per line, then copies `in.txt` of the first
+/// preopen to `out.txt` in it.
 const ARGS_ENV_FILES: &str = r#"(module
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $asz (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_get" (func $args (param i32 i32) (result i32)))
@@ -91,8 +91,8 @@ const ARGS_ENV_FILES: &str = r#"(module
     (drop (call $esz (i32.const 20) (i32.const 24)))
     (drop (call $env (i32.const 4000) (i32.const 5000)))
     (call $print_list (i32.load (i32.const 20)) (i32.const 4000))
-    ;; in.txt from the first preopen (fd 3), read rights only.
-    (if (call $open (i32.const 3) (i32.const 0) (i32.const 900) (i32.const 6) (i32.const 0)
+    ;; in.txt from the first preopen (fd 4: wasix keeps fd 3 for its root), read rights only.
+    (if (call $open (i32.const 4) (i32.const 0) (i32.const 900) (i32.const 6) (i32.const 0)
           (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 40))
       (then (call $exit (i32.const 10))))
     (local.set $fd (i32.load (i32.const 40)))
@@ -100,7 +100,7 @@ const ARGS_ENV_FILES: &str = r#"(module
     (i32.store (i32.const 52) (i32.const 100))
     (drop (call $r (local.get $fd) (i32.const 48) (i32.const 1) (i32.const 56)))
     ;; out.txt, created and truncated, write rights.
-    (if (call $open (i32.const 3) (i32.const 0) (i32.const 910) (i32.const 7) (i32.const 9)
+    (if (call $open (i32.const 4) (i32.const 0) (i32.const 910) (i32.const 7) (i32.const 9)
           (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 40))
       (then (call $exit (i32.const 11))))
     (i32.store (i32.const 48) (i32.const 6000))
