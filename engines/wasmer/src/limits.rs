@@ -76,7 +76,11 @@ impl LimitTunables {
         if self.budget.claim(bytes) {
             Ok(())
         } else {
-            tracing::debug!(pages = ty.minimum.0, limit = self.budget.limit, "initial memory over the limit");
+            tracing::debug!(
+                pages = ty.minimum.0,
+                limit = self.budget.limit,
+                "initial memory over the limit"
+            );
             Err(MemoryError::Generic(format!(
                 "initial memory of {bytes} bytes exceeds the limit of {} bytes",
                 self.budget.limit
@@ -136,10 +140,7 @@ impl Tunables for LimitTunables {
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
         // SAFETY: forwarded unchanged; the caller upholds the base tunables' contract.
-        unsafe {
-            self.base
-                .create_vm_table(ty, style, vm_definition_location)
-        }
+        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
     }
 }
 
@@ -176,7 +177,11 @@ impl LinearMemory for LimitedMemory {
             }
         }
         if !self.budget.claim(u64::from(delta.0) * PAGE) {
-            tracing::debug!(delta = delta.0, limit = self.budget.limit, "memory growth refused");
+            tracing::debug!(
+                delta = delta.0,
+                limit = self.budget.limit,
+                "memory growth refused"
+            );
             return Err(refused());
         }
         self.inner.grow(delta)

@@ -4,8 +4,8 @@
 //! features produced it, so everything that changes generated code is spelled out in
 //! [`fingerprint`], which the precompiled cache keys on.
 
-use wasmer::sys::{Cranelift, CraneliftOptLevel, NativeEngineExt};
 use wasmbay_shim_core::EngineError;
+use wasmer::sys::{Cranelift, CraneliftOptLevel, NativeEngineExt};
 
 /// Tunables a frontend may change (runtime options, CLI flags).
 #[derive(Debug, Clone)]

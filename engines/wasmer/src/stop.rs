@@ -88,7 +88,11 @@ pub(crate) fn arm(store: &wasmer::Store, stop: &StopHandle) -> Armed {
 impl Armed {
     /// Lets a stop also wake the guest's blocking host calls.
     pub(crate) fn attach_process(&self, process: WasiProcess) {
-        *self.shared.process.lock().unwrap_or_else(|e| e.into_inner()) = Some(process);
+        *self
+            .shared
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(process);
         if self.stop.requested().is_some() {
             self.shared.signal_process();
         }

@@ -40,14 +40,22 @@ pub(crate) fn builder(
             PathBuf::from(format!("/.wasmbay/preopen/{index}"))
         };
         let host = host_fs::FileSystem::new(io.clone(), &preopen.host).map_err(|e| {
-            setup(format!("preopen {} as {}: {e}", preopen.host.display(), preopen.guest))
+            setup(format!(
+                "preopen {} as {}: {e}",
+                preopen.host.display(),
+                preopen.guest
+            ))
         })?;
         let mut host: Arc<dyn FileSystem + Send + Sync> = Arc::new(host);
         if preopen.read_only {
             host = Arc::new(ReadOnlyFs::new(host));
         }
         mounts.mount(&mount_point, host).map_err(|e| {
-            setup(format!("preopen {} as {}: {e}", preopen.host.display(), preopen.guest))
+            setup(format!(
+                "preopen {} as {}: {e}",
+                preopen.host.display(),
+                preopen.guest
+            ))
         })?;
         let writable = !preopen.read_only;
         builder
@@ -59,7 +67,11 @@ pub(crate) fn builder(
                     .create(writable)
             })
             .map_err(|e| {
-                setup(format!("preopen {} as {}: {e}", preopen.host.display(), preopen.guest))
+                setup(format!(
+                    "preopen {} as {}: {e}",
+                    preopen.host.display(),
+                    preopen.guest
+                ))
             })?;
     }
     builder.set_mount_fs(mounts);

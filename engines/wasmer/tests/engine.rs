@@ -167,7 +167,10 @@ fn args_env_and_preopened_files_reach_the_guest() {
     std::fs::write(dir.path().join("in.txt"), "payload").unwrap();
     let (mut config, out) = captured();
     config.args = vec!["prog".into(), "first arg".into(), "--flag".into()];
-    config.env = vec![("GREETING".into(), "hello=world".into()), ("EMPTY".into(), String::new())];
+    config.env = vec![
+        ("GREETING".into(), "hello=world".into()),
+        ("EMPTY".into(), String::new()),
+    ];
     config.preopens = vec![Preopen {
         host: dir.path().to_path_buf(),
         guest: "/data".into(),
@@ -395,7 +398,13 @@ fn components_are_refused_plainly() {
         .compile(b"\0asm\x0d\0\x01\0", ModuleKind::Component)
         .err()
         .unwrap();
-    assert!(matches!(err, EngineError::Unsupported { engine: "wasmer", .. }));
+    assert!(matches!(
+        err,
+        EngineError::Unsupported {
+            engine: "wasmer",
+            ..
+        }
+    ));
 }
 
 #[test]
