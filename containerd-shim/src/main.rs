@@ -6,6 +6,7 @@
 //! runtime-bridge executor on libcontainer: wasm runs on the engine, native entrypoints (the
 //! pod's pause container, sidecars) are exec'd as runc would.
 
+mod content;
 mod oom;
 mod rootfs;
 mod serve;
