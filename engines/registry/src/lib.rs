@@ -33,6 +33,7 @@ pub enum SelectError {
 pub fn is_compiled_in(name: &str) -> bool {
     match name {
         "wasmtime" => cfg!(feature = "wasmtime"),
+        "wasmedge" => cfg!(feature = "wasmedge"),
         _ => false,
     }
 }
@@ -55,6 +56,10 @@ pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
                 &wasmbay_engine_wasmtime::Settings::default(),
             )
             .map_err(init)?,
+        )),
+        #[cfg(feature = "wasmedge")]
+        "wasmedge" => Ok(Arc::new(
+            wasmbay_engine_wasmedge::WasmEdgeEngine::new().map_err(init)?,
         )),
         known if KNOWN.contains(&known) => {
             let _ = init;
@@ -84,5 +89,12 @@ mod tests {
     fn wasmtime_is_selectable_by_name() {
         assert_eq!(create("wasmtime").unwrap().name(), "wasmtime");
         assert!(compiled_in().contains(&"wasmtime"));
+    }
+
+    #[cfg(feature = "wasmedge")]
+    #[test]
+    fn wasmedge_is_selectable_by_name() {
+        assert_eq!(create("wasmedge").unwrap().name(), "wasmedge");
+        assert!(compiled_in().contains(&"wasmedge"));
     }
 }
