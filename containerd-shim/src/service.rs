@@ -32,6 +32,9 @@ use crate::stdio::{open_output, open_stdin};
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 /// `containerd-shim-wasmtime-v1` → `wasmtime`.
+/// Set by the shim's `start` for the daemon it spawns: the engine named by containerd's runtime.
+pub const ENGINE_ENV: &str = "WASMBAY_SHIM_ENGINE";
+
 pub fn engine_from_binary_name(argv0: &str) -> Option<String> {
     let name = Path::new(argv0).file_name()?.to_str()?;
     let engine = name.strip_prefix("containerd-shim-")?.strip_suffix("-v1")?;
@@ -374,7 +377,12 @@ impl containerd_shim::Shim for Service {
             return Ok(address);
         }
         let _ = std::fs::remove_file(socket);
-        let (_, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // The daemon is spawned from /proc/self/exe, which names the real binary rather than
+        // the link containerd found (`containerd-shim-wasmer-v1` → `…-wasmtime-v1`), so the
+        // engine travels in the environment.
+        let engine = self.inner.engine.clone();
+        let (_, address) =
+            containerd_shim::spawn(opts, &grouping, vec![(ENGINE_ENV, engine.as_str())])?;
         Ok(address)
     }
 
