@@ -13,6 +13,7 @@ APT_PACKAGES=(
     busybox-static    # native containers in the runtime-bridge tests
     containerd        # tests drive a private containerd (never the system one)
     runc              # the baseline runtime in tests and benchmarks
+    protobuf-compiler # protoc: containerd's and the CRI's gRPC APIs (shim content reads, tests)
 )
 
 missing=()

@@ -16,20 +16,31 @@ fn corpus_dirs() -> Vec<std::path::PathBuf> {
     dirs
 }
 
-fn assert_corpus_passes(frontend: &str) {
+/// Engines this build of `wasmbay` holds, from `wasmbay engines`.
+fn compiled_in_engines(home: &std::path::Path) -> Vec<String> {
+    let output = wasmbay(home).arg("engines").output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, state)| *state == "compiled in")
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Every engine compiled in × every frontend this machine can run, over the whole corpus.
+/// Frontends that need root or containerd are left out with a message when those are missing.
+#[test]
+fn the_matrix_passes_on_every_engine_and_frontend() {
     build_corpus();
-    let cache = tempfile::tempdir().unwrap();
-    let json = cache.path().join("report.json");
-    let output = wasmbay(cache.path())
-        .args([
-            "conformance",
-            "--engine",
-            "wasmtime",
-            "--frontend",
-            frontend,
-            "--json",
-        ])
+    let home = tempfile::tempdir().unwrap();
+    let json = home.path().join("matrix.json");
+    let markdown = home.path().join("matrix.md");
+    let output = wasmbay(home.path())
+        .current_dir(repo_root())
+        .args(["conformance", "--matrix", "--json"])
         .arg(&json)
+        .arg("--markdown")
+        .arg(&markdown)
         .args(corpus_dirs())
         .output()
         .unwrap();
@@ -37,45 +48,43 @@ fn assert_corpus_passes(frontend: &str) {
     let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert!(
         output.status.success() && failures.is_empty(),
-        "{frontend}: conformance failed:\n{}\nstderr: {}",
+        "conformance matrix failed:\n{}\nstderr: {}",
         failures.join("\n"),
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value =
+    let matrix: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
-    assert!(
-        report["passed"].as_u64().unwrap() >= 71,
-        "too few cases ran"
-    );
-    assert_eq!(report["failed"], 0);
-    assert_eq!(report["frontend"], frontend);
-}
-
-#[test]
-fn whole_corpus_passes_through_oci_runtime_frontend() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the oci-runtime frontend creates real containers and needs root");
-        return;
+    let root = unsafe { libc::geteuid() } == 0;
+    let containerd = std::path::Path::new("/usr/bin/containerd").is_file();
+    let mut frontends = vec!["direct"];
+    if root {
+        frontends.push("oci-runtime");
+    } else {
+        eprintln!("skipped frontends oci-runtime and containerd: they need root");
     }
-    assert_corpus_passes("oci-runtime");
-}
-
-#[test]
-fn whole_corpus_passes_through_containerd_frontend() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the containerd frontend runs a private containerd and needs root");
-        return;
+    if root && containerd {
+        frontends.push("containerd");
+    } else if root {
+        eprintln!("skipped frontend containerd: /usr/bin/containerd missing (scripts/setup.sh installs it)");
     }
-    if !std::path::Path::new("/usr/bin/containerd").is_file() {
-        eprintln!("skipped: /usr/bin/containerd missing (Debian package containerd; scripts/setup.sh installs it)");
-        return;
+    let engines = compiled_in_engines(home.path());
+    assert!(engines.contains(&"wasmtime".to_string()), "{engines:?}");
+    let reports = matrix["reports"].as_array().unwrap();
+    for engine in &engines {
+        for frontend in &frontends {
+            let report = reports
+                .iter()
+                .find(|r| r["engine"] == engine.as_str() && r["frontend"] == *frontend)
+                .unwrap_or_else(|| panic!("no report for {engine} via {frontend}:\n{stdout}"));
+            assert_eq!(report["failed"], 0, "{engine} via {frontend}");
+            assert!(
+                report["passed"].as_u64().unwrap() >= 71,
+                "{engine} via {frontend}: too few cases ran"
+            );
+        }
     }
-    assert_corpus_passes("containerd");
-}
-
-#[test]
-fn whole_corpus_passes_through_direct_frontend() {
-    assert_corpus_passes("direct");
+    let table = fs::read_to_string(markdown).unwrap();
+    assert!(table.contains("| wasmtime |"), "{table}");
 }
 
 #[test]

@@ -11,6 +11,19 @@ pub enum Outcome {
     Pass,
     Fail(String),
     Skip(String),
+    /// A failure listed in the engine's expectations file, with its upstream cause.
+    XFail(String),
+}
+
+impl Outcome {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail(_) => "fail",
+            Outcome::Skip(_) => "skip",
+            Outcome::XFail(_) => "xfail",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +47,7 @@ impl CaseResult {
             Outcome::Pass => format!("PASS {}", self.id),
             Outcome::Fail(why) => format!("FAIL {}: {why}", self.id),
             Outcome::Skip(why) => format!("SKIP {}: {why}", self.id),
+            Outcome::XFail(why) => format!("XFAIL {}: {why}", self.id),
         }
     }
 }
@@ -46,6 +60,7 @@ pub struct Report {
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
+    pub xfailed: usize,
     pub results: Vec<CaseResult>,
 }
 
@@ -59,17 +74,29 @@ impl Report {
             passed: count(|o| matches!(o, Outcome::Pass)),
             failed: count(|o| matches!(o, Outcome::Fail(_))),
             skipped: count(|o| matches!(o, Outcome::Skip(_))),
+            xfailed: count(|o| matches!(o, Outcome::XFail(_))),
             results,
         }
     }
 
-    /// `N passed, N failed` and, when any, `, N skipped`.
+    /// `N passed, N failed` and, when any, `, N expected failures, N skipped`.
     pub fn summary(&self) -> String {
         let mut line = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.xfailed > 0 {
+            line.push_str(&format!(", {} expected failures", self.xfailed));
+        }
         if self.skipped > 0 {
             line.push_str(&format!(", {} skipped", self.skipped));
         }
         line
+    }
+
+    /// The status word of case `id`, if it ran (`pass`, `fail`, `skip`, `xfail`).
+    pub fn status_of(&self, id: &str) -> Option<&'static str> {
+        self.results
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.outcome.word())
     }
 
     pub fn success(&self) -> bool {

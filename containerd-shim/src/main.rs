@@ -6,6 +6,7 @@
 //! runtime-bridge executor on libcontainer: wasm runs on the engine, native entrypoints (the
 //! pod's pause container, sidecars) are exec'd as runc would.
 
+mod content;
 mod oom;
 mod rootfs;
 mod serve;
@@ -18,9 +19,13 @@ use containerd_shim::Shim;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let engine = args
-        .first()
-        .and_then(|argv0| service::engine_from_binary_name(argv0))
+    let engine = std::env::var(service::ENGINE_ENV)
+        .ok()
+        .filter(|e| !e.is_empty())
+        .or_else(|| {
+            args.first()
+                .and_then(|argv0| service::engine_from_binary_name(argv0))
+        })
         .unwrap_or_else(|| wasmbay_engines::DEFAULT_ENGINE.to_string());
     let runtime_id = format!("io.containerd.{engine}.v1");
     // containerd before 2.3 passes the start parameters in flags and the environment and, up to

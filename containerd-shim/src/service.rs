@@ -18,17 +18,23 @@ use wasmbay_runtime_bridge::libcontainer::container::builder::ContainerBuilder;
 use wasmbay_runtime_bridge::libcontainer::container::Container;
 use wasmbay_runtime_bridge::libcontainer::signal::Signal;
 use wasmbay_runtime_bridge::libcontainer::syscall::syscall::SyscallType;
-use wasmbay_runtime_bridge::prepare::prepare;
+use wasmbay_runtime_bridge::prepare::{
+    entrypoint_in_rootfs, prepare, prepare_layer, LayerModule, PreparedArtifact,
+};
 use wasmbay_runtime_bridge::{WasmExecutor, ENGINE_ANNOTATION};
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
+use crate::content::ContentStore;
 use crate::stdio::{open_output, open_stdin};
 
 /// Containers with this annotation share one shim per pod.
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 /// `containerd-shim-wasmtime-v1` → `wasmtime`.
+/// Set by the shim's `start` for the daemon it spawns: the engine named by containerd's runtime.
+pub const ENGINE_ENV: &str = "WASMBAY_SHIM_ENGINE";
+
 pub fn engine_from_binary_name(argv0: &str) -> Option<String> {
     let name = Path::new(argv0).file_name()?.to_str()?;
     let engine = name.strip_prefix("containerd-shim-")?.strip_suffix("-v1")?;
@@ -88,6 +94,8 @@ struct Task {
 
 struct Inner {
     namespace: String,
+    /// containerd's gRPC socket, for reading image layers from its content store.
+    containerd_address: String,
     /// The `-id` containerd started this shim process with.
     shim_id: String,
     engine: String,
@@ -213,6 +221,38 @@ impl Service {
         }
     }
 
+    /// The module of an artifact-layout image: the container's entrypoint is not in its
+    /// rootfs, so look for a wasm layer in its image.
+    fn prepare_from_layer(
+        &self,
+        id: &str,
+        spec: &Spec,
+        engine: &str,
+    ) -> anyhow::Result<Option<PreparedArtifact>> {
+        let argv0 = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .and_then(|args| args.first())
+            .cloned()
+            .unwrap_or_default();
+        let store = ContentStore::connect(&self.inner.containerd_address, &self.inner.namespace)?;
+        let Some(layer) = store.wasm_layer(id, &argv0)? else {
+            return Ok(None);
+        };
+        tracing::debug!(layer = %layer.name(), media_type = %layer.media_type, "module from image layer");
+        let module = LayerModule {
+            name: layer.name(),
+            sha256: layer.sha256_hex().to_string(),
+            fetch: Box::new(|| store.read_layer(&layer).map_err(std::io::Error::other)),
+        };
+        Ok(Some(prepare_layer(
+            module,
+            engine,
+            Some(ModuleCache::default_location()),
+        )?))
+    }
+
     fn create_task(&self, req: &api::CreateTaskRequest) -> anyhow::Result<u32> {
         use anyhow::Context as _;
         let bundle = PathBuf::from(&req.bundle);
@@ -236,12 +276,17 @@ impl Service {
                 .cloned()
                 .unwrap_or_else(|| self.inner.engine.clone());
             tracing::debug!("rootfs mounted, preparing");
-            let prepared = prepare(
+            let prepared = match prepare(
                 &bundle,
                 &spec,
                 &engine,
                 Some(ModuleCache::default_location()),
-            )?;
+            )? {
+                None if !entrypoint_in_rootfs(&bundle, &spec) => {
+                    self.prepare_from_layer(&req.id, &spec, &engine)?
+                }
+                prepared => prepared,
+            };
             tracing::debug!(prepared = prepared.is_some(), "prepared");
             let executor = WasmExecutor::new(engine, prepared);
             std::fs::create_dir_all(&self.inner.state_root)?;
@@ -302,6 +347,7 @@ impl containerd_shim::Shim for Service {
         Service {
             inner: Arc::new(Inner {
                 namespace: args.namespace.clone(),
+                containerd_address: args.address.clone(),
                 engine: engine_of_runtime(runtime_id),
                 state_root: state_root(&args.address, &args.namespace),
                 shim_id: args.id.clone(),
@@ -331,7 +377,12 @@ impl containerd_shim::Shim for Service {
             return Ok(address);
         }
         let _ = std::fs::remove_file(socket);
-        let (_, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        // The daemon is spawned from /proc/self/exe, which names the real binary rather than
+        // the link containerd found (`containerd-shim-wasmer-v1` → `…-wasmtime-v1`), so the
+        // engine travels in the environment.
+        let engine = self.inner.engine.clone();
+        let (_, address) =
+            containerd_shim::spawn(opts, &grouping, vec![(ENGINE_ENV, engine.as_str())])?;
         Ok(address)
     }
 

@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod common;
+
+use common::{containerd_config, RUNTIME};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
-use wasmbay_testkit::{require_root, ContainerdConfig, PrivateContainerd};
+use wasmbay_testkit::{require_root, PrivateContainerd};
 
 const HELLO: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
@@ -24,31 +27,8 @@ const SPIN: &str =
     r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-const RUNTIME: &str = "io.containerd.wasmtime.v1";
-
-fn shim_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wasmtime-v1"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn containerd(cache: &Path) -> PrivateContainerd {
-    let path = format!(
-        "{}:{}",
-        shim_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    PrivateContainerd::start_with(
-        ContainerdConfig::default()
-            .with_env("PATH", &path)
-            .with_env("WASMBAY_CACHE_DIR", cache.to_str().unwrap())
-            .with_env(
-                "WASMBAY_SHIM_LOG",
-                cache.with_file_name("shim.log").to_str().unwrap(),
-            ),
-    )
-    .expect("start a private containerd")
+    PrivateContainerd::start_with(containerd_config(cache)).expect("start a private containerd")
 }
 
 fn import(cd: &PrivateContainerd, dir: &Path, name: &str, wat: &str) -> String {
@@ -293,4 +273,86 @@ fn a_killed_shim_leaves_nothing_behind() {
             .any(|m| m == &rootfs),
         "rootfs still mounted"
     );
+}
+
+/// An OCI spec for a container created through the API: runc's defaults, our args.
+fn api_spec(id: &str, args: &[&str]) -> Vec<u8> {
+    use wasmbay_shim_core::oci_spec::runtime::{ProcessBuilder, Spec};
+    let mut spec = Spec::default();
+    let process = ProcessBuilder::default()
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        .cwd("/")
+        .env(vec!["PATH=/".to_string()])
+        .terminal(false)
+        .build()
+        .unwrap();
+    spec.set_process(Some(process));
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_cgroups_path(Some(PathBuf::from(format!("/wasmbay-test/{id}"))));
+    }
+    serde_json::to_vec(&spec).unwrap()
+}
+
+#[test]
+fn a_module_in_an_artifact_layer_runs_from_the_content_store() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cd = containerd(&cache);
+    let reference = ImageRef::parse("artifact:test").unwrap();
+    let module = wat::parse_str(HELLO).unwrap();
+    let mut image = ImageSpec::new(reference.clone(), "hello.wasm", module);
+    image.layout = Layout::Artifact;
+    image.platform = Platform::parse("linux/amd64").unwrap();
+    let image = image.build().unwrap();
+    let archive = dir.path().join("artifact.tar");
+    image.write_to(&archive).unwrap();
+    // containerd 1.6.20 cannot unpack images with non-filesystem layers (see testkit::api).
+    cd.import(&archive, &["--no-unpack"]).unwrap();
+    let layer = image.layers[0].digest.clone();
+
+    let client = wasmbay_testkit::ApiClient::connect(cd.address(), cd.namespace()).unwrap();
+    let run = |id: &str| {
+        let (out, err) = (
+            dir.path().join(format!("{id}.out")),
+            dir.path().join(format!("{id}.err")),
+        );
+        let container = wasmbay_testkit::ApiContainer {
+            id,
+            image: &reference.to_string(),
+            runtime: RUNTIME,
+            spec_json: api_spec(id, &["/hello.wasm"]),
+        };
+        let status = client.run_with_empty_rootfs(container, &out, &err, TIMEOUT);
+        (
+            status,
+            std::fs::read_to_string(out).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default(),
+        )
+    };
+
+    let (status, stdout, stderr) = run("art-1");
+    assert_eq!(status.unwrap(), 0, "stderr: {stderr}\n{}", cd.log_tail());
+    assert_eq!(stdout, "hello from the shim\n");
+    let artifacts = std::fs::read_dir(cache.join("wasmtime")).unwrap().count();
+    assert_eq!(artifacts, 1, "the layer was compiled into the cache");
+
+    // A warm start needs only the manifest: with the layer gone from the content store, the
+    // module still runs from the cache.
+    let mut rm = cd.ctr();
+    rm.args(["content", "rm", &layer]);
+    cd.run_ok(&mut rm, TIMEOUT).unwrap();
+    let (status, stdout, stderr) = run("art-2");
+    assert_eq!(status.unwrap(), 0, "stderr: {stderr}\n{}", cd.log_tail());
+    assert_eq!(stdout, "hello from the shim\n");
+
+    // With neither, creating the task fails, naming the layer.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let (status, _, _) = run("art-3");
+    let err = status
+        .expect_err("no layer and no cache must fail")
+        .to_string();
+    assert!(err.contains(&layer), "{err}");
 }

@@ -20,9 +20,12 @@
 //!   That is the type runwasi's shims (containerd-shim-wasmtime and friends) select layers by,
 //!   for core modules (WASI preview 1) as well as components (preview 2); runwasi also accepts
 //!   `application/wasm`, which the CNCF Wasm OCI artifact draft uses. The config stays a
-//!   standard OCI image config with `os`/`architecture` from the platform, and its
-//!   `rootfs.diff_ids` names the module blob. Such an image cannot be unpacked into a
-//!   snapshot: import it with `--no-unpack` or for a platform other than the host's.
+//!   standard OCI image config with `os`/`architecture` from the platform and an empty
+//!   `rootfs.diff_ids`: the module is not a filesystem layer. containerd 1.7.7+ and 1.6.25+
+//!   unpack such an image into an empty snapshot; older ones (Debian 12's 1.6.20) refuse with
+//!   "mismatched image rootfs and manifest layers", so there import it with `--no-unpack` and
+//!   create containers through the API with an empty snapshot. The shim reads the module
+//!   from containerd's content store either way.
 //!
 //! # Names
 //!
@@ -238,8 +241,14 @@ impl ImageSpec {
                 (self.module.clone(), WASM_LAYER_MEDIA_TYPE, annotations)
             }
         };
-        // Uncompressed layers: the diff id is the layer digest.
         let layer = Descriptor::of(layer_media_type, &layer_bytes).annotated(layer_annotations);
+        // The rootfs lists filesystem layers only. An uncompressed tar's diff id is its
+        // digest; a wasm layer is not a filesystem, and containerd (1.7.7 and 1.6.25 on) skips
+        // layers of non-filesystem media types when unpacking, so the artifact's rootfs is empty.
+        let diff_ids = match self.layout {
+            Layout::App => vec![layer.digest.clone()],
+            Layout::Artifact => Vec::new(),
+        };
 
         let config_doc = ImageConfig {
             architecture: &self.platform.architecture,
@@ -251,7 +260,7 @@ impl ImageSpec {
             },
             rootfs: RootFs {
                 kind: "layers",
-                diff_ids: vec![layer.digest.clone()],
+                diff_ids,
             },
         };
         let config_bytes = to_json("image config", &config_doc)?;

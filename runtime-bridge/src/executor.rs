@@ -11,7 +11,7 @@ use wasmbay_shim_core::oci_spec::runtime::Spec;
 
 use crate::guest::run_guest;
 use crate::handler::{decide, Decision};
-use crate::prepare::PreparedArtifact;
+use crate::prepare::{ModuleSource, PreparedArtifact};
 
 /// Runs wasm entrypoints on `engine` and execs native ones. Cloned into the container's init
 /// process, which is why it holds only plain data and an open artifact file.
@@ -37,10 +37,24 @@ struct Target {
     decision: Decision,
 }
 
-fn locate(spec: &Spec) -> Result<Target, String> {
+fn locate(spec: &Spec, prepared: Option<&PreparedArtifact>) -> Result<Target, String> {
     let mut workload =
         workload_from_spec(spec, &RootView::InContainer).map_err(|e| e.to_string())?;
     workload.keep_directory_preopens();
+    if let Some(PreparedArtifact {
+        source: ModuleSource::ImageLayer(_),
+        ..
+    }) = prepared
+    {
+        // The module is an image layer the host already read: the rootfs need not hold it,
+        // and argv[0] is only a name.
+        let path = PathBuf::from(&workload.entrypoint.path);
+        return Ok(Target {
+            workload,
+            path,
+            decision: Decision::Wasm,
+        });
+    }
     let path_var = workload
         .config
         .env
@@ -75,9 +89,38 @@ fn locate(spec: &Spec) -> Result<Target, String> {
     })
 }
 
+/// Execs the native program at `path` (resolved inside the container) with the spec's args.
+/// libcontainer has already put the process environment in place.
+fn exec_path(path: &Path, spec: &Spec) -> Result<(), ExecutorError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let invalid =
+        |what: &str| ExecutorError::Other(format!("{}: {what} holds a NUL byte", path.display()));
+    let program = CString::new(path.as_os_str().as_bytes()).map_err(|_| invalid("path"))?;
+    let args: Vec<CString> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().as_ref())
+        .map(|args| args.iter().map(|a| CString::new(a.as_bytes())).collect())
+        .transpose()
+        .map_err(|_| invalid("an argument"))?
+        .unwrap_or_default();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: `program` and every `argv` entry are NUL-terminated strings that outlive the
+    // call, and `argv` ends with a null pointer. execv returns only on failure.
+    unsafe { libc::execv(program.as_ptr(), argv.as_ptr()) };
+    Err(ExecutorError::Other(format!(
+        "exec {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    )))
+}
+
 impl Executor for WasmExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        let target = locate(spec).map_err(ExecutorValidationError::ArgValidationError)?;
+        let target = locate(spec, self.prepared.as_ref())
+            .map_err(ExecutorValidationError::ArgValidationError)?;
         match target.decision {
             Decision::Wasm => {
                 if wasmbay_engines::is_compiled_in(&self.engine) {
@@ -91,14 +134,20 @@ impl Executor for WasmExecutor {
                     ))
                 }
             }
+            // A path needs no PATH lookup: runc runs `/pause` from an image without `Env`,
+            // so must we (libcontainer's default executor insists on PATH).
+            Decision::Native if target.workload.entrypoint.path.contains('/') => Ok(()),
             Decision::Native => DefaultExecutor {}.validate(spec),
             Decision::Refuse(why) => Err(ExecutorValidationError::ArgValidationError(why)),
         }
     }
 
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        let target = locate(spec).map_err(ExecutorError::Other)?;
+        let target = locate(spec, self.prepared.as_ref()).map_err(ExecutorError::Other)?;
         match target.decision {
+            Decision::Native if target.workload.entrypoint.path.contains('/') => {
+                exec_path(&target.path, spec)
+            }
             Decision::Native => DefaultExecutor {}.exec(spec),
             Decision::Refuse(why) => Err(ExecutorError::Other(why)),
             Decision::Wasm => {

@@ -10,7 +10,7 @@ use wasmbay_shim_core::runner::ModuleLoader;
 use wasmbay_shim_core::signals::stop_on_signals;
 use wasmbay_shim_core::{CompiledModule, ExitStatus, StopHandle, WasiConfig};
 
-use crate::prepare::{FileIdentity, PreparedArtifact};
+use crate::prepare::{FileIdentity, ModuleSource, PreparedArtifact, PreparedCode};
 
 fn die(code: i32, message: &str) -> ! {
     eprintln!("wasmbay: {message}");
@@ -22,25 +22,56 @@ fn load(
     module_path: &Path,
     prepared: Option<&PreparedArtifact>,
 ) -> std::sync::Arc<dyn CompiledModule> {
-    if let Some(prepared) = prepared {
-        let same_file = FileIdentity::of(module_path).ok() == Some(prepared.module);
-        let file = prepared.file.try_clone();
-        match (same_file, file) {
-            (true, Ok(file)) => {
-                match engine.load_precompiled_file(file, &prepared.path, prepared.kind) {
+    let Some(prepared) = prepared else {
+        return load_in_place(engine, module_path);
+    };
+    match (&prepared.source, &prepared.code) {
+        (ModuleSource::ImageLayer(name), PreparedCode::Wasm(bytes)) => {
+            match ModuleLoader::new(engine, None).load_bytes(Path::new(name), bytes) {
+                Ok((module, _)) => module,
+                Err(e) => die(e.exit_code(), &e.to_string()),
+            }
+        }
+        (ModuleSource::ImageLayer(name), PreparedCode::Artifact { file, path, kind }) => {
+            // The layer is not in the rootfs, so there is nothing to fall back to.
+            let loaded = file
+                .try_clone()
+                .map_err(|e| e.to_string())
+                .and_then(|file| {
+                    engine
+                        .load_precompiled_file(file, path, *kind)
+                        .map_err(|e| e.to_string())
+                });
+            match loaded {
+                Ok(module) => module,
+                Err(e) => die(error_codes::INVALID_MODULE, &format!("{name}: {e}")),
+            }
+        }
+        (ModuleSource::RootfsFile(identity), PreparedCode::Artifact { file, path, kind }) => {
+            let same_file = FileIdentity::of(module_path).ok().as_ref() == Some(identity);
+            match (same_file, file.try_clone()) {
+                (true, Ok(file)) => match engine.load_precompiled_file(file, path, *kind) {
                     Ok(module) => return module,
                     Err(e) => {
                         tracing::warn!(error = %e, "precompiled artifact unusable; compiling")
                     }
-                }
+                },
+                (false, _) => tracing::warn!(
+                    module = %module_path.display(),
+                    "module differs from the one prepared on the host; compiling"
+                ),
+                (true, Err(e)) => tracing::warn!(error = %e, "cannot reuse artifact descriptor"),
             }
-            (false, _) => tracing::warn!(
-                module = %module_path.display(),
-                "module differs from the one prepared on the host; compiling"
-            ),
-            (true, Err(e)) => tracing::warn!(error = %e, "cannot reuse artifact descriptor"),
+            load_in_place(engine, module_path)
         }
+        (ModuleSource::RootfsFile(_), PreparedCode::Wasm(_)) => load_in_place(engine, module_path),
     }
+}
+
+fn load_in_place(
+    engine: &dyn wasmbay_shim_core::Engine,
+    module_path: &Path,
+) -> std::sync::Arc<dyn CompiledModule> {
     match ModuleLoader::new(engine, None).load_file(module_path) {
         Ok((module, _)) => module,
         Err(e) => die(e.exit_code(), &e.to_string()),
@@ -82,7 +113,10 @@ pub fn run_guest(
     prepared: Option<&PreparedArtifact>,
 ) -> ! {
     use std::os::fd::AsRawFd;
-    close_inherited_fds(prepared.map(|p| p.file.as_raw_fd()));
+    close_inherited_fds(prepared.and_then(|p| match &p.code {
+        PreparedCode::Artifact { file, .. } => Some(file.as_raw_fd()),
+        PreparedCode::Wasm(_) => None,
+    }));
     // Signals next: from here on SIGTERM must end the container even while loading.
     let stop = StopHandle::new();
     if let Err(e) = stop_on_signals(&stop) {

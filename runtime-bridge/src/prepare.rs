@@ -17,7 +17,7 @@ use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::entrypoint::{detect_file, resolve_program};
 use wasmbay_shim_core::oci::{workload_from_spec, RootView};
 use wasmbay_shim_core::oci_spec::runtime::Spec;
-use wasmbay_shim_core::runner::{LoadError, ModuleLoader};
+use wasmbay_shim_core::runner::{DigestArtifact, LoadError, ModuleLoader};
 use wasmbay_shim_core::ModuleKind;
 
 use crate::handler::{decide, Decision};
@@ -46,15 +46,87 @@ impl FileIdentity {
     }
 }
 
-/// A precompiled artifact opened on the host for one container.
+/// Where the container's module comes from.
+#[derive(Debug, Clone)]
+pub enum ModuleSource {
+    /// A file in the rootfs, as the host saw it when compiling.
+    RootfsFile(FileIdentity),
+    /// An image layer read from the frontend's content store (`image@digest`, for messages).
+    /// The rootfs does not hold the module at all.
+    ImageLayer(String),
+}
+
+/// The module's code as handed to the container's init.
+#[derive(Debug, Clone)]
+pub enum PreparedCode {
+    /// A precompiled artifact opened in the host cache; the engine maps it.
+    Artifact {
+        file: Arc<File>,
+        /// Where the artifact is in the host cache (for messages).
+        path: PathBuf,
+        kind: ModuleKind,
+    },
+    /// The module's bytes, compiled inside the container (no cache, or an engine that cannot
+    /// precompile). Only image layers come this way: a rootfs file is read in place.
+    Wasm(Arc<Vec<u8>>),
+}
+
+/// What the host prepared for one container.
 #[derive(Debug, Clone)]
 pub struct PreparedArtifact {
-    pub file: Arc<File>,
-    /// Where the artifact is in the host cache (for messages).
-    pub path: PathBuf,
-    pub kind: ModuleKind,
-    /// The module it was compiled from.
-    pub module: FileIdentity,
+    pub source: ModuleSource,
+    pub code: PreparedCode,
+}
+
+/// A module that is an image layer rather than a file in the rootfs. The frontend that owns
+/// the content store supplies the digest from the layer's descriptor and a way to read it,
+/// which runs only when the cache does not already hold the compiled module.
+pub struct LayerModule<'a> {
+    /// `image@sha256:...`, naming the layer in messages.
+    pub name: String,
+    /// Hex sha256 of the layer's bytes.
+    pub sha256: String,
+    pub fetch: Box<dyn FnOnce() -> std::io::Result<Vec<u8>> + 'a>,
+}
+
+fn rootfs_of(bundle: &Path, spec: &Spec) -> Option<PathBuf> {
+    let root = spec.root().as_ref()?;
+    Some(if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    })
+}
+
+/// The host path of the container's entrypoint, when the rootfs holds it.
+fn entrypoint_on_host(bundle: &Path, spec: &Spec) -> Option<PathBuf> {
+    let rootfs = rootfs_of(bundle, spec)?;
+    let workload = workload_from_spec(
+        spec,
+        &RootView::Host {
+            rootfs: rootfs.clone(),
+        },
+    )
+    .ok()?;
+    let path_var = workload
+        .config
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    resolve_program(
+        &rootfs,
+        &workload.config.cwd,
+        path_var,
+        &workload.entrypoint.path,
+    )
+    .ok()
+}
+
+/// Whether the rootfs holds the entrypoint named by the spec. When it does not, a frontend
+/// with a content store looks for the module among the image's wasm layers.
+pub fn entrypoint_in_rootfs(bundle: &Path, spec: &Spec) -> bool {
+    entrypoint_on_host(bundle, spec).is_some()
 }
 
 /// Prepares the artifact for the container described by `spec` in `bundle`, if it runs wasm.
@@ -68,34 +140,7 @@ pub fn prepare(
     engine_name: &str,
     cache: Option<ModuleCache>,
 ) -> Result<Option<PreparedArtifact>, LoadError> {
-    let Some(root) = spec.root().as_ref() else {
-        return Ok(None);
-    };
-    let rootfs = if root.path().is_absolute() {
-        root.path().clone()
-    } else {
-        bundle.join(root.path())
-    };
-    let Ok(workload) = workload_from_spec(
-        spec,
-        &RootView::Host {
-            rootfs: rootfs.clone(),
-        },
-    ) else {
-        return Ok(None);
-    };
-    let path_var = workload
-        .config
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
-    let Ok(module) = resolve_program(
-        &rootfs,
-        &workload.config.cwd,
-        path_var,
-        &workload.entrypoint.path,
-    ) else {
+    let Some(module) = entrypoint_on_host(bundle, spec) else {
         return Ok(None);
     };
     let Ok(format) = detect_file(&module) else {
@@ -124,9 +169,45 @@ pub fn prepare(
     })?;
     tracing::debug!(module = %module.display(), artifact = %artifact.display(), "artifact prepared");
     Ok(Some(PreparedArtifact {
-        file: Arc::new(file),
-        path: artifact,
-        kind,
-        module: identity,
+        source: ModuleSource::RootfsFile(identity),
+        code: PreparedCode::Artifact {
+            file: Arc::new(file),
+            path: artifact,
+            kind,
+        },
     }))
+}
+
+/// Prepares a module that comes from an image layer: the cached artifact when there is one
+/// (the layer is then not read at all), else the layer compiled into the cache, else its bytes.
+pub fn prepare_layer(
+    layer: LayerModule<'_>,
+    engine_name: &str,
+    cache: Option<ModuleCache>,
+) -> Result<PreparedArtifact, LoadError> {
+    let origin = PathBuf::from(&layer.name);
+    let engine = wasmbay_engines::create(engine_name).map_err(|e| LoadError::Engine {
+        path: origin.clone(),
+        source: wasmbay_shim_core::EngineError::Internal(e.to_string()),
+    })?;
+    let loader = ModuleLoader::new(engine.as_ref(), cache);
+    let code = match loader.prepare_by_digest(&origin, &layer.sha256, layer.fetch)? {
+        DigestArtifact::Precompiled(path, kind) => {
+            let file = File::open(&path).map_err(|source| LoadError::MissingFile {
+                path: path.clone(),
+                source,
+            })?;
+            PreparedCode::Artifact {
+                file: Arc::new(file),
+                path,
+                kind,
+            }
+        }
+        DigestArtifact::Bytes(bytes) => PreparedCode::Wasm(Arc::new(bytes)),
+    };
+    tracing::debug!(layer = %layer.name, "layer module prepared");
+    Ok(PreparedArtifact {
+        source: ModuleSource::ImageLayer(layer.name),
+        code,
+    })
 }

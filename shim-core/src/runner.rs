@@ -23,6 +23,12 @@ pub enum LoadError {
     BadText { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Engine { path: PathBuf, source: EngineError },
+    #[error("{path}: content has sha256 {actual}, its descriptor says {expected}")]
+    DigestMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl LoadError {
@@ -31,7 +37,9 @@ impl LoadError {
         match self {
             LoadError::MissingFile { .. } => error_codes::MISSING_FILE,
             LoadError::NotWasm { .. } => error_codes::NOT_WASM,
-            LoadError::BadText { .. } => error_codes::INVALID_MODULE,
+            LoadError::BadText { .. } | LoadError::DigestMismatch { .. } => {
+                error_codes::INVALID_MODULE
+            }
             LoadError::Engine { source, .. } => source.exit_code(),
         }
     }
@@ -46,6 +54,15 @@ pub enum Provenance {
     CompiledAndCached,
     /// Compiled now, not cached (cache off, or the engine cannot precompile).
     Compiled,
+}
+
+/// What [`ModuleLoader::prepare_by_digest`] made ready.
+#[derive(Debug)]
+pub enum DigestArtifact {
+    /// The precompiled artifact in the cache, and the module's kind.
+    Precompiled(PathBuf, ModuleKind),
+    /// The module's bytes, to be compiled where they run (no cache, or no precompilation).
+    Bytes(Vec<u8>),
 }
 
 enum Binary {
@@ -110,13 +127,79 @@ impl<'a> ModuleLoader<'a> {
             .map(|stored| (stored, kind)))
     }
 
-    fn key(&self, wasm: &[u8], kind: ModuleKind) -> CacheKey {
+    /// Like [`ModuleLoader::prepare_artifact`] for a module known by the sha256 of its bytes
+    /// (hex), such as an image layer whose descriptor carries the digest. On a cache hit the
+    /// bytes are never fetched; `fetch` runs only on a miss. `origin` names the module in
+    /// errors.
+    ///
+    /// Without a cache, or on an engine that cannot precompile, the fetched bytes come back
+    /// for the caller to compile where it runs them.
+    pub fn prepare_by_digest(
+        &self,
+        origin: &Path,
+        sha256_hex: &str,
+        fetch: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> Result<DigestArtifact, LoadError> {
+        if let Some(cache) = &self.cache {
+            for kind in [ModuleKind::Core, ModuleKind::Component] {
+                let key = self.key_for_digest(sha256_hex, kind);
+                if let Some(artifact) = cache.get(&key) {
+                    return Ok(DigestArtifact::Precompiled(artifact, kind));
+                }
+            }
+        }
+        let bytes = fetch().map_err(|source| LoadError::MissingFile {
+            path: origin.to_path_buf(),
+            source,
+        })?;
+        let actual = module_digest(&bytes);
+        if actual != sha256_hex {
+            return Err(LoadError::DigestMismatch {
+                path: origin.to_path_buf(),
+                expected: sha256_hex.to_string(),
+                actual,
+            });
+        }
+        let Some(cache) = &self.cache else {
+            return Ok(DigestArtifact::Bytes(bytes));
+        };
+        let converted;
+        let (wasm, kind) = match self.to_binary(origin, &bytes)? {
+            Binary::Borrowed(kind) => (&bytes[..], kind),
+            Binary::Converted(wasm, kind) => {
+                converted = wasm;
+                (&converted[..], kind)
+            }
+        };
+        if !self.engine.supports(kind) {
+            return Err(LoadError::Engine {
+                path: origin.to_path_buf(),
+                source: EngineError::Unsupported {
+                    engine: self.engine.name(),
+                    kind: kind.as_str(),
+                },
+            });
+        }
+        // Keyed by the digest of the bytes as fetched (text included), so the next start can
+        // look the artifact up from the descriptor alone.
+        let key = self.key_for_digest(sha256_hex, kind);
+        match self.store_artifact(cache, &key, origin, wasm, kind)? {
+            Some(stored) => Ok(DigestArtifact::Precompiled(stored, kind)),
+            None => Ok(DigestArtifact::Bytes(bytes)),
+        }
+    }
+
+    fn key_for_digest(&self, sha256_hex: &str, kind: ModuleKind) -> CacheKey {
         CacheKey::new(
             self.engine.name(),
             &self.engine.fingerprint(),
             kind.as_str(),
-            &module_digest(wasm),
+            sha256_hex,
         )
+    }
+
+    fn key(&self, wasm: &[u8], kind: ModuleKind) -> CacheKey {
+        self.key_for_digest(&module_digest(wasm), kind)
     }
 
     /// Precompiles `wasm` into the cache under `key`. `None` when the engine cannot precompile

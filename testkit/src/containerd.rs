@@ -120,6 +120,9 @@ pub struct ContainerdConfig {
     pub cri_runtimes: Vec<CriRuntime>,
     /// CRI's `default_runtime_name` (default `runc`).
     pub cri_default_runtime: Option<String>,
+    /// CRI's `sandbox_image`: the pod's pause image, which tests build and import themselves
+    /// (there is no registry to pull the default one from).
+    pub cri_sandbox_image: Option<String>,
     /// Extra plugin tables: key `io.containerd.runtime.v1.linux` → its body (raw TOML lines).
     /// A table given here replaces the one the testkit would write for the same plugin.
     pub plugin_tables: BTreeMap<String, String>,
@@ -142,6 +145,7 @@ impl Default for ContainerdConfig {
             cri: false,
             cri_runtimes: Vec::new(),
             cri_default_runtime: None,
+            cri_sandbox_image: None,
             plugin_tables: BTreeMap::new(),
             disabled_plugins: Vec::new(),
             log_level: "info".to_string(),
@@ -164,6 +168,11 @@ impl ContainerdConfig {
 
     pub fn with_namespace(mut self, namespace: &str) -> Self {
         self.namespace = namespace.to_string();
+        self
+    }
+
+    pub fn with_cri_sandbox_image(mut self, image: &str) -> Self {
+        self.cri_sandbox_image = Some(image.to_string());
         self
     }
 
@@ -237,6 +246,16 @@ impl ContainerdConfig {
         let mut out = String::new();
         let _ = writeln!(out, "  stream_server_address = \"127.0.0.1\"");
         let _ = writeln!(out, "  stream_server_port = \"0\"");
+        // CRI gives pod sandboxes an OOM score of -998; lowering a score needs CAP_SYS_RESOURCE,
+        // which some machines (containers, CI sandboxes) withhold even from root, and then every
+        // runtime fails to start the sandbox. CRI's own knob for that case keeps scores at or
+        // above containerd's.
+        if !has_capability(CAP_SYS_RESOURCE) {
+            let _ = writeln!(out, "  restrict_oom_score_adj = true");
+        }
+        if let Some(image) = &self.cri_sandbox_image {
+            let _ = writeln!(out, "  sandbox_image = {}", toml_string(image));
+        }
         let _ = writeln!(out, "\n[{base}.cni]");
         let _ = writeln!(out, "  bin_dir = {}", p("cni/bin"));
         let _ = writeln!(out, "  conf_dir = {}", p("cni/net.d"));
@@ -266,6 +285,20 @@ impl ContainerdConfig {
         }
         out
     }
+}
+
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether this process holds capability `cap` in its effective set.
+fn has_capability(cap: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << cap) != 0)
 }
 
 /// A containerd started for one test. Everything it makes lives under [`Self::dir`]

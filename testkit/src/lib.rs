@@ -33,9 +33,12 @@
 //!   `TMPDIR` inside its directory, so such mounts are found and undone by the teardown.
 //! - The `io.containerd.internal.v1.opt` plugin would create `/opt/containerd`: disabled.
 
+mod api;
 mod containerd;
+pub mod cri;
 mod process;
 
+pub use api::{ApiClient, ApiContainer};
 pub use containerd::{
     shim_socket_path, ContainerdConfig, CriRuntime, PrivateContainerd, TomlValue,
 };
@@ -84,6 +87,8 @@ pub enum TestkitError {
     },
     #[error("`{command}` did not finish within {timeout:?}")]
     CommandTimeout { command: String, timeout: Duration },
+    #[error("containerd API: {0}")]
+    Api(String),
     #[error("`{command}` failed ({status}):\nstdout: {stdout}\nstderr: {stderr}")]
     CommandFailed {
         command: String,

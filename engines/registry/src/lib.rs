@@ -34,6 +34,7 @@ pub fn is_compiled_in(name: &str) -> bool {
     match name {
         "wasmtime" => cfg!(feature = "wasmtime"),
         "wasmer" => cfg!(feature = "wasmer"),
+        "wasmedge" => cfg!(feature = "wasmedge"),
         _ => false,
     }
 }
@@ -61,6 +62,10 @@ pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
         "wasmer" => Ok(Arc::new(
             wasmbay_engine_wasmer::WasmerEngine::new(&wasmbay_engine_wasmer::Settings::default())
                 .map_err(init)?,
+        )),
+        #[cfg(feature = "wasmedge")]
+        "wasmedge" => Ok(Arc::new(
+            wasmbay_engine_wasmedge::WasmEdgeEngine::new().map_err(init)?,
         )),
         known if KNOWN.contains(&known) => {
             let _ = init;
@@ -99,5 +104,12 @@ mod tests {
         assert_eq!(engine.name(), "wasmer");
         assert!(!engine.supports(wasmbay_shim_core::ModuleKind::Component));
         assert!(compiled_in().contains(&"wasmer"));
+    }
+
+    #[cfg(feature = "wasmedge")]
+    #[test]
+    fn wasmedge_is_selectable_by_name() {
+        assert_eq!(create("wasmedge").unwrap().name(), "wasmedge");
+        assert!(compiled_in().contains(&"wasmedge"));
     }
 }

@@ -1,0 +1,295 @@
+//! The path kubelet takes with `runtimeClassName: wasmtime`: containerd's CRI service runs a
+//! pod whose sandbox, wasm container and Linux sidecar all go through the shim.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{containerd_config, RUNTIME};
+use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
+use wasmbay_testkit::cri::{api, CriClient};
+use wasmbay_testkit::{processes_mentioning, require_root, CriRuntime, PrivateContainerd};
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from a wasm pod\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 22))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+/// One CRI runtime-service call, named by its method in errors.
+macro_rules! cri {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let request = $request;
+        $client.call(stringify!($method), move |mut c| async move {
+            c.$method(request).await
+        })
+    }};
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds an app-layout image of `name` holding `file` at `/<file_name>` and imports it into
+/// the CRI's namespace.
+fn import(
+    cd: &PrivateContainerd,
+    dir: &Path,
+    name: &str,
+    file_name: &str,
+    contents: Vec<u8>,
+    entrypoint: &[&str],
+) -> String {
+    let reference = ImageRef::parse(&format!("{name}:test")).unwrap();
+    let mut spec = ImageSpec::new(reference.clone(), file_name, contents);
+    spec.layout = Layout::App;
+    spec.platform = Platform::parse("linux/amd64").unwrap();
+    spec.entrypoint = Some(entrypoint.iter().map(|s| s.to_string()).collect());
+    let path = dir.join(format!("{name}.tar"));
+    spec.build().unwrap().write_to(&path).unwrap();
+    cd.import(&path, &[]).unwrap();
+    reference.to_string()
+}
+
+fn wait_exited(cri: &CriClient, id: &str) -> api::ContainerStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let status = cri!(
+            cri,
+            container_status,
+            api::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            }
+        )
+        .unwrap()
+        .status
+        .expect("status");
+        if status.state == api::ContainerState::ContainerExited as i32 {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{id} did not exit: {status:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for_log(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in {}: {log}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
+    if !require_root() {
+        return;
+    }
+    let busybox = match std::fs::read("/bin/busybox") {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!(
+                "skipped: /bin/busybox unreadable ({e}); scripts/setup.sh installs busybox-static"
+            );
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = Box::leak(Box::new(dir));
+    eprintln!("DIR {}", dir.path().display());
+    let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
+    let cd = PrivateContainerd::start_with(
+        containerd_config(&dir.path().join("cache"))
+            .with_namespace("k8s.io")
+            .with_cri(true)
+            .with_cri_sandbox_image(&pause_ref)
+            .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
+    )
+    .expect("start a private containerd with CRI");
+    // The pod's pause container: built here, as there is no registry to pull one from.
+    let pause = import(
+        &cd,
+        dir.path(),
+        "pause",
+        "busybox",
+        busybox.clone(),
+        &["/busybox", "sleep", "1000000"],
+    );
+    assert_eq!(pause, pause_ref);
+    let app = import(
+        &cd,
+        dir.path(),
+        "app",
+        "app.wat",
+        HELLO.as_bytes().to_vec(),
+        &["/app.wat"],
+    );
+    let sidecar = import(
+        &cd,
+        dir.path(),
+        "sidecar",
+        "busybox",
+        busybox,
+        &[
+            "/busybox",
+            "sh",
+            "-c",
+            "echo sidecar up; exec /busybox sleep 1000",
+        ],
+    );
+
+    let cri = CriClient::connect(cd.address()).unwrap();
+    let logs = dir.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Host network: the test machine has no CNI plugins, and the pod needs no network.
+    let sandbox_config = api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: "wasm-pod".into(),
+            uid: "wasm-pod-uid".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        // A host-network pod shares the node's UTS namespace, where no runtime may set a
+        // hostname (runc refuses as well), so kubelet leaves it empty.
+        hostname: String::new(),
+        log_directory: logs.display().to_string(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(api::NamespaceOption {
+                    network: api::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = cri!(
+        cri,
+        run_pod_sandbox,
+        api::RunPodSandboxRequest {
+            config: Some(sandbox_config.clone()),
+            runtime_handler: "wasmtime".into(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
+    .pod_sandbox_id;
+
+    let create = |name: &str, image: &str| {
+        cri!(
+            cri,
+            create_container,
+            api::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(api::ContainerConfig {
+                    metadata: Some(api::ContainerMetadata {
+                        name: name.into(),
+                        attempt: 0,
+                    }),
+                    image: Some(api::ImageSpec {
+                        image: image.into(),
+                        ..Default::default()
+                    }),
+                    log_path: format!("{name}.log"),
+                    linux: Some(api::LinuxContainerConfig::default()),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config.clone()),
+            }
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
+        .container_id
+    };
+    let start = |id: &str| {
+        cri!(
+            cri,
+            start_container,
+            api::StartContainerRequest {
+                container_id: id.into(),
+            }
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
+    };
+
+    let sidecar_id = create("sidecar", &sidecar);
+    start(&sidecar_id);
+    let app_id = create("app", &app);
+    start(&app_id);
+
+    let status = wait_exited(&cri, &app_id);
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let app_log = wait_for_log(&logs.join("app.log"), "hello from a wasm pod");
+    assert!(
+        app_log.contains(" stdout F hello from a wasm pod"),
+        "CRI log format: {app_log}"
+    );
+    wait_for_log(&logs.join("sidecar.log"), "sidecar up");
+
+    // One shim serves the whole pod: sandbox, wasm container and sidecar.
+    let shims = processes_mentioning(&pod);
+    assert_eq!(shims.len(), 1, "shim processes for pod {pod}: {shims:?}");
+
+    cri!(
+        cri,
+        stop_container,
+        api::StopContainerRequest {
+            container_id: sidecar_id.clone(),
+            timeout: 1,
+        }
+    )
+    .unwrap();
+    assert_eq!(
+        wait_exited(&cri, &sidecar_id).state,
+        api::ContainerState::ContainerExited as i32
+    );
+    cri!(
+        cri,
+        stop_pod_sandbox,
+        api::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        }
+    )
+    .unwrap();
+    for id in [&app_id, &sidecar_id] {
+        cri!(
+            cri,
+            remove_container,
+            api::RemoveContainerRequest {
+                container_id: id.to_string(),
+            }
+        )
+        .unwrap();
+    }
+    cri!(
+        cri,
+        remove_pod_sandbox,
+        api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        }
+    )
+    .unwrap();
+    let left = cri!(
+        cri,
+        list_pod_sandbox,
+        api::ListPodSandboxRequest { filter: None }
+    )
+    .unwrap();
+    assert!(left.items.is_empty(), "{left:?}");
+    let deadline = Instant::now() + TIMEOUT;
+    while !processes_mentioning(&pod).is_empty() {
+        assert!(Instant::now() < deadline, "the pod's shim outlived the pod");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

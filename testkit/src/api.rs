@@ -1,0 +1,177 @@
+//! Driving a private containerd through its gRPC API where `ctr` cannot.
+//!
+//! containerd before 1.6.25/1.7.7 (Debian 12 has 1.6.20) refuses to unpack an image whose
+//! manifest holds non-filesystem layers, such as a wasm artifact's module layer, and `ctr run`
+//! always unpacks first. Newer containerd skips such layers and gives the container an empty
+//! snapshot; [`ApiClient::run_with_empty_rootfs`] does the same by hand so that the shim's
+//! artifact path can be tested against the containerd this machine has.
+
+use std::path::Path;
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, StartRequest, WaitRequest,
+};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::Request;
+
+use crate::TestkitError;
+
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const SNAPSHOTTER: &str = "overlayfs";
+
+/// One container to run: its id, image, runtime and OCI spec (JSON).
+pub struct ApiContainer<'a> {
+    pub id: &'a str,
+    pub image: &'a str,
+    pub runtime: &'a str,
+    pub spec_json: Vec<u8>,
+}
+
+/// A gRPC connection to one containerd, in one namespace.
+pub struct ApiClient {
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+    namespace: String,
+}
+
+fn api_err(what: &str) -> impl Fn(containerd_client::tonic::Status) -> TestkitError + '_ {
+    move |status| TestkitError::Api(format!("{what}: {}", status.message()))
+}
+
+impl ApiClient {
+    pub fn connect(socket: &Path, namespace: &str) -> Result<ApiClient, TestkitError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TestkitError::Api(format!("tokio runtime: {e}")))?;
+        let channel = runtime
+            .block_on(containerd_client::connect(socket))
+            .map_err(|e| TestkitError::Api(format!("connect {}: {e}", socket.display())))?;
+        Ok(ApiClient {
+            runtime,
+            channel,
+            namespace: namespace.to_string(),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Ok(value) = self.namespace.parse() {
+            request.metadata_mut().insert("containerd-namespace", value);
+        }
+        request
+    }
+
+    /// Creates the container on an empty snapshot, runs its task to the end with stdout and
+    /// stderr going to the files given, removes everything and returns the exit status.
+    pub fn run_with_empty_rootfs(
+        &self,
+        container: ApiContainer<'_>,
+        stdout: &Path,
+        stderr: &Path,
+        timeout: Duration,
+    ) -> Result<u32, TestkitError> {
+        let id = container.id.to_string();
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let mut containers = ContainersClient::new(self.channel.clone());
+        let mut tasks = TasksClient::new(self.channel.clone());
+        for path in [stdout, stderr] {
+            std::fs::write(path, b"").map_err(|error| TestkitError::Io {
+                what: "create",
+                path: path.to_path_buf(),
+                error,
+            })?;
+        }
+        let run = async {
+            let mounts = snapshots
+                .prepare(self.request(PrepareSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.to_string(),
+                    key: id.clone(),
+                    parent: String::new(),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(api_err("prepare snapshot"))?
+                .into_inner()
+                .mounts;
+            containers
+                .create(self.request(CreateContainerRequest {
+                    container: Some(Container {
+                        id: id.clone(),
+                        image: container.image.to_string(),
+                        runtime: Some(Runtime {
+                            name: container.runtime.to_string(),
+                            options: None,
+                        }),
+                        spec: Some(prost_types::Any {
+                            type_url: SPEC_TYPE_URL.to_string(),
+                            value: container.spec_json.clone(),
+                        }),
+                        snapshotter: SNAPSHOTTER.to_string(),
+                        snapshot_key: id.clone(),
+                        ..Default::default()
+                    }),
+                }))
+                .await
+                .map_err(api_err("create container"))?;
+            tasks
+                .create(self.request(CreateTaskRequest {
+                    container_id: id.clone(),
+                    rootfs: mounts,
+                    stdout: stdout.display().to_string(),
+                    stderr: stderr.display().to_string(),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(api_err("create task"))?;
+            // Wait is subscribed before start so that a fast exit is not missed.
+            let mut waiter = TasksClient::new(self.channel.clone());
+            let wait = waiter.wait(self.request(WaitRequest {
+                container_id: id.clone(),
+                ..Default::default()
+            }));
+            tasks
+                .start(self.request(StartRequest {
+                    container_id: id.clone(),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(api_err("start task"))?;
+            let status = tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| {
+                    TestkitError::Api(format!("task {id} still running after {timeout:?}"))
+                })?
+                .map_err(api_err("wait task"))?
+                .into_inner()
+                .exit_status;
+            Ok::<_, TestkitError>(status)
+        };
+        let result = self.runtime.block_on(run);
+        // Clean up whatever exists, whether or not the run got that far.
+        self.runtime.block_on(async {
+            let _ = tasks
+                .delete(self.request(DeleteTaskRequest {
+                    container_id: id.clone(),
+                }))
+                .await;
+            let _ = containers
+                .delete(self.request(DeleteContainerRequest { id: id.clone() }))
+                .await;
+            let _ = snapshots
+                .remove(self.request(RemoveSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.to_string(),
+                    key: id.clone(),
+                }))
+                .await;
+        });
+        result
+    }
+}
