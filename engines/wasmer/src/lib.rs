@@ -15,6 +15,7 @@
 mod host;
 mod limits;
 mod outcome;
+mod preopens;
 mod read_only_fs;
 mod run_core;
 mod settings;

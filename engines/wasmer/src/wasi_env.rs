@@ -2,14 +2,15 @@
 //!
 //! Only what the config lists reaches the guest: no host environment, no network (the runtime
 //! has no networking), and no directories beyond the preopens. wasix resolves every path in
-//! one virtual file system and always opens its root as descriptor 3 (read-only), so the
-//! preopens follow from descriptor 4. Each preopened host directory is mounted in that file
-//! system at its guest path (a relative guest name such as `.` at a private
-//! `/.wasmbay/preopen/N`), so the root shows what a user expects, and preopened there under its
-//! guest name. Each mount is rooted at its host directory, so `..` cannot climb out of what was
-//! granted.
+//! one virtual file system. Each preopened host directory is mounted in it: the first at `/`
+//! (it becomes the root wasix resolves absolute paths and symlink targets from, see
+//! [`crate::preopens`]), the others at their guest path when that is absolute and still free,
+//! else at a private `/.wasmbay/preopen/N`. Each is preopened under its guest name and numbered
+//! from descriptor 3 in the configured order, as in wasmtime. Each mount is rooted at its host
+//! directory, so `..` cannot climb out of what was granted.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmbay_shim_core::{EngineError, WasiConfig};
@@ -33,12 +34,16 @@ pub(crate) fn builder(
     builder.add_envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
 
     let mounts = MountFileSystem::new();
+    let mut used = HashSet::new();
     for (index, preopen) in config.preopens.iter().enumerate() {
-        let mount_point = if preopen.guest.starts_with('/') {
+        let mount_point = if index == 0 {
+            PathBuf::from("/")
+        } else if preopen.guest.starts_with('/') && !used.contains(Path::new(&preopen.guest)) {
             PathBuf::from(&preopen.guest)
         } else {
             PathBuf::from(format!("/.wasmbay/preopen/{index}"))
         };
+        used.insert(mount_point.clone());
         let host = host_fs::FileSystem::new(io.clone(), &preopen.host).map_err(|e| {
             setup(format!(
                 "preopen {} as {}: {e}",
@@ -75,6 +80,9 @@ pub(crate) fn builder(
             })?;
     }
     builder.set_mount_fs(mounts);
+    // wasix's own root would be descriptor 3; ours take its place (see `crate::preopens`).
+    let guest_names = config.preopens.iter().map(|p| p.guest.clone()).collect();
+    builder = builder.setup_fs(crate::preopens::hook(guest_names));
 
     builder.set_stdin(stdio::open(config.stdin, Stream::Stdin)?);
     builder.set_stdout(stdio::open(config.stdout, Stream::Stdout)?);

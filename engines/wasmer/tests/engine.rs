@@ -91,8 +91,8 @@ const ARGS_ENV_FILES: &str = r#"(module
     (drop (call $esz (i32.const 20) (i32.const 24)))
     (drop (call $env (i32.const 4000) (i32.const 5000)))
     (call $print_list (i32.load (i32.const 20)) (i32.const 4000))
-    ;; in.txt from the first preopen (fd 4: wasix keeps fd 3 for its root), read rights only.
-    (if (call $open (i32.const 4) (i32.const 0) (i32.const 900) (i32.const 6) (i32.const 0)
+    ;; in.txt from the first preopen (fd 3, as in wasmtime), read rights only.
+    (if (call $open (i32.const 3) (i32.const 0) (i32.const 900) (i32.const 6) (i32.const 0)
           (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 40))
       (then (call $exit (i32.const 10))))
     (local.set $fd (i32.load (i32.const 40)))
@@ -100,7 +100,7 @@ const ARGS_ENV_FILES: &str = r#"(module
     (i32.store (i32.const 52) (i32.const 100))
     (drop (call $r (local.get $fd) (i32.const 48) (i32.const 1) (i32.const 56)))
     ;; out.txt, created and truncated, write rights.
-    (if (call $open (i32.const 4) (i32.const 0) (i32.const 910) (i32.const 7) (i32.const 9)
+    (if (call $open (i32.const 3) (i32.const 0) (i32.const 910) (i32.const 7) (i32.const 9)
           (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 40))
       (then (call $exit (i32.const 11))))
     (i32.store (i32.const 48) (i32.const 6000))
@@ -418,4 +418,97 @@ fn fingerprint_is_stable_and_changes_with_settings() {
 
 fn libc_sigterm() -> i32 {
     15
+}
+
+/// Prints the name of every preopen from descriptor 3 up, one per line, and exits with the
+/// errno of the first descriptor that is not one. `dotdot` returns the errno of opening `..`
+/// from descriptor 3.
+const PREOPEN_NAMES: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $pget (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name"
+    (func $pname (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 900) "..")
+  (data (i32.const 910) "\n")
+  (func $print (param $p i32) (param $n i32)
+    (i32.store (i32.const 0) (local.get $p))
+    (i32.store (i32.const 4) (local.get $n))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start") (result i32)
+    (local $fd i32) (local $err i32)
+    (local.set $fd (i32.const 3))
+    (block $done
+      (loop $next
+        (local.set $err (call $pget (local.get $fd) (i32.const 16)))
+        (br_if $done (local.get $err))
+        ;; A prestat is a tag (u8 at 16) and the name's length (u32 at 20).
+        (drop (call $pname (local.get $fd) (i32.const 1000) (i32.load (i32.const 20))))
+        (call $print (i32.const 1000) (i32.load (i32.const 20)))
+        (call $print (i32.const 910) (i32.const 1))
+        (local.set $fd (i32.add (local.get $fd) (i32.const 1)))
+        (br $next)))
+    (local.get $err))
+  (func (export "dotdot") (result i32)
+    (call $open (i32.const 3) (i32.const 0) (i32.const 900) (i32.const 2) (i32.const 2)
+      (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 40))))"#;
+
+/// EBADF in WASI preview 1.
+const EBADF: i32 = 8;
+
+#[test]
+fn preopens_are_numbered_from_3_in_order_with_no_extra_root() {
+    let engine = engine();
+    let module = compile(&engine, PREOPEN_NAMES);
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let (mut config, out) = captured();
+    config.preopens = vec![
+        Preopen {
+            host: first.path().to_path_buf(),
+            guest: "/data".into(),
+            read_only: false,
+        },
+        Preopen {
+            host: second.path().to_path_buf(),
+            guest: ".".into(),
+            read_only: true,
+        },
+    ];
+    let status = module.run(config, None, &StopHandle::new()).unwrap();
+    assert_eq!(status, ExitStatus::Exited(EBADF));
+    assert_eq!(read_back(out), "/data\n.\n");
+}
+
+#[test]
+fn no_preopens_means_descriptor_3_is_not_one() {
+    let engine = engine();
+    let module = compile(&engine, PREOPEN_NAMES);
+    let (config, out) = captured();
+    let status = module.run(config, None, &StopHandle::new()).unwrap();
+    assert_eq!(status, ExitStatus::Exited(EBADF));
+    assert_eq!(read_back(out), "");
+}
+
+#[test]
+fn nothing_above_a_preopen_is_reachable() {
+    let engine = engine();
+    let module = compile(&engine, PREOPEN_NAMES);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = captured();
+    config.preopens = vec![Preopen {
+        host: dir.path().to_path_buf(),
+        guest: "/".into(),
+        read_only: false,
+    }];
+    let status = module
+        .run(config, Some("dotdot"), &StopHandle::new())
+        .unwrap();
+    assert_ne!(
+        status,
+        ExitStatus::Exited(0),
+        "opening `..` of fd 3 must fail"
+    );
 }
