@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
 # The whole test run: set up, build the conformance corpus, check formatting and lints, run
-# every test (unit, integration, the conformance corpus through each frontend).
+# every test (unit, integration, the conformance matrix of every engine built through each
+# frontend).
+#
+# Engines: wasmtime always; wasmedge where libwasmedge is installed (scripts/find-wasmedge.sh),
+# else its tests are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 ./scripts/build-corpus.sh
+
+features=()
+if lib=$(./scripts/find-wasmedge.sh 2>/tmp/wasmbay-find-wasmedge.$$); then
+    echo "test: wasmedge engine included (libwasmedge in $lib)"
+    features+=(wasmedge)
+    export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+    echo "skipped: wasmedge engine tests: $(cat /tmp/wasmbay-find-wasmedge.$$)"
+fi
+rm -f /tmp/wasmbay-find-wasmedge.$$
+feature_args=()
+if ((${#features[@]})); then
+    feature_args=(--features "$(IFS=,; echo "${features[*]}")")
+fi
+
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+cargo clippy --workspace --all-targets "${feature_args[@]}" -- -D warnings
+cargo test --workspace "${feature_args[@]}"

@@ -27,7 +27,7 @@ enum Command {
     Cache(cmd::cache::CacheArgs),
     /// List the engines this binary knows and which are compiled in.
     Engines,
-    /// containerd integration: runtime configuration for the wasmbay shims.
+    /// containerd integration: runtime configuration and installing the shims.
     Containerd(cmd::containerd::ContainerdArgs),
     /// Measure start-up from the cache and kill latency.
     Bench(cmd::bench::BenchArgs),

@@ -86,11 +86,6 @@ impl Expectations {
         })
     }
 
-    /// Whether case `id` is listed.
-    pub fn lists(&self, id: &str) -> bool {
-        self.by_case.contains_key(id)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_case.is_empty()
     }

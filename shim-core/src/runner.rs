@@ -2,6 +2,7 @@
 //! precompiled cache, compile on a miss. Every frontend goes through here so that they all
 //! report bad input the same way and all share one cache.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,13 +66,6 @@ pub enum DigestArtifact {
     Bytes(Vec<u8>),
 }
 
-enum Binary {
-    /// The input already is binary wasm of this kind.
-    Borrowed(ModuleKind),
-    /// The input was text; this is its binary form.
-    Converted(Vec<u8>, ModuleKind),
-}
-
 /// Loads modules for one engine, with or without a cache.
 pub struct ModuleLoader<'a> {
     engine: &'a dyn Engine,
@@ -110,14 +104,8 @@ impl<'a> ModuleLoader<'a> {
             path: path.to_path_buf(),
             source,
         })?;
-        let converted;
-        let (wasm, kind) = match self.to_binary(path, &bytes)? {
-            Binary::Borrowed(kind) => (&bytes[..], kind),
-            Binary::Converted(wasm, kind) => {
-                converted = wasm;
-                (&converted[..], kind)
-            }
-        };
+        let (wasm, kind) = self.to_binary(path, &bytes)?;
+        let wasm = &wasm[..];
         let key = self.key(wasm, kind);
         if let Some(artifact) = cache.get(&key) {
             return Ok(Some((artifact, kind)));
@@ -163,14 +151,8 @@ impl<'a> ModuleLoader<'a> {
         let Some(cache) = &self.cache else {
             return Ok(DigestArtifact::Bytes(bytes));
         };
-        let converted;
-        let (wasm, kind) = match self.to_binary(origin, &bytes)? {
-            Binary::Borrowed(kind) => (&bytes[..], kind),
-            Binary::Converted(wasm, kind) => {
-                converted = wasm;
-                (&converted[..], kind)
-            }
-        };
+        let (wasm, kind) = self.to_binary(origin, &bytes)?;
+        let wasm = &wasm[..];
         if !self.engine.supports(kind) {
             return Err(LoadError::Engine {
                 path: origin.to_path_buf(),
@@ -232,10 +214,14 @@ impl<'a> ModuleLoader<'a> {
         }
     }
 
-    /// Classifies `bytes` and converts WebAssembly text to binary.
-    fn to_binary(&self, origin: &Path, bytes: &[u8]) -> Result<Binary, LoadError> {
+    /// Classifies `bytes` and converts WebAssembly text to binary (binary input is borrowed).
+    fn to_binary<'b>(
+        &self,
+        origin: &Path,
+        bytes: &'b [u8],
+    ) -> Result<(Cow<'b, [u8]>, ModuleKind), LoadError> {
         match FileFormat::detect(&bytes[..bytes.len().min(64)]) {
-            FileFormat::Wasm(kind) => Ok(Binary::Borrowed(kind)),
+            FileFormat::Wasm(kind) => Ok((Cow::Borrowed(bytes), kind)),
             FileFormat::Wat => {
                 let wasm = wat::parse_bytes(bytes).map_err(|e| LoadError::BadText {
                     path: origin.to_path_buf(),
@@ -245,7 +231,7 @@ impl<'a> ModuleLoader<'a> {
                     FileFormat::Wasm(kind) => kind,
                     _ => ModuleKind::Core,
                 };
-                Ok(Binary::Converted(wasm.into_owned(), kind))
+                Ok((Cow::Owned(wasm.into_owned()), kind))
             }
             other => Err(LoadError::NotWasm {
                 path: origin.to_path_buf(),
@@ -264,14 +250,8 @@ impl<'a> ModuleLoader<'a> {
             path: origin.to_path_buf(),
             source,
         };
-        let converted;
-        let (wasm, kind) = match self.to_binary(origin, bytes)? {
-            Binary::Borrowed(kind) => (bytes, kind),
-            Binary::Converted(wasm, kind) => {
-                converted = wasm;
-                (&converted[..], kind)
-            }
-        };
+        let (wasm, kind) = self.to_binary(origin, bytes)?;
+        let wasm = &wasm[..];
         if !self.engine.supports(kind) {
             return Err(engine_err(EngineError::Unsupported {
                 engine: self.engine.name(),

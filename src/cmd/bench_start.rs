@@ -82,17 +82,36 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Proportional set size of a process in KiB, from smaps_rollup.
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+/// The KiB figure of the line starting with `key` in a /proc file of `pid`.
+fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()
         .and_then(|text| {
             text.lines()
-                .find(|l| l.starts_with("Pss:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Proportional set size of a process in KiB, from smaps_rollup.
+fn pss_kib(pid: u32) -> u64 {
+    proc_kib(pid, "smaps_rollup", "Pss:")
+}
+
+/// Resident set size of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// Memory of `count` sleeping containers, per container (KiB).
+struct SleeperMemory {
+    /// PSS of each container's init plus its share of the shims.
+    pss: f64,
+    /// RSS of the shim processes alone (shared pages counted in full, per shim).
+    shim_rss: f64,
+    shims: usize,
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
@@ -101,15 +120,14 @@ fn parent_of(pid: u32) -> Option<u32> {
     after.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Starts `count` detached containers of `image`, returns the mean PSS (KiB) of each
-/// container's init plus its shim, then removes them.
-fn sleepers_pss(
+/// Starts `count` detached containers of `image`, measures their memory, then removes them.
+fn sleepers_memory(
     cd: &PrivateContainerd,
     runtime: Option<&str>,
     image: &str,
     prefix: &str,
     count: usize,
-) -> Result<f64> {
+) -> Result<SleeperMemory> {
     let ids: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
     for id in &ids {
         let mut run = cd.ctr_run();
@@ -137,6 +155,7 @@ fn sleepers_pss(
         }
     }
     total += shims.iter().map(|&p| pss_kib(p)).sum::<u64>();
+    let shim_rss: u64 = shims.iter().map(|&p| rss_kib(p)).sum();
     for id in &ids {
         let _ = cd
             .ctr()
@@ -158,7 +177,11 @@ fn sleepers_pss(
         }
         let _ = cd.ctr().args(["containers", "delete", id]).output();
     }
-    Ok(total as f64 / count as f64)
+    Ok(SleeperMemory {
+        pss: total as f64 / count as f64,
+        shim_rss: shim_rss as f64 / count as f64,
+        shims: shims.len(),
+    })
 }
 
 pub fn run(bench: StartBench) -> Result<i32> {
@@ -247,14 +270,20 @@ pub fn run(bench: StartBench) -> Result<i32> {
             Some((&["/bin/busybox", "sleep", "3600"], busybox.clone())),
         )?;
         import(&tar)?;
-        let w = sleepers_pss(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", bench.sleepers)?;
-        let r = sleepers_pss(&cd, None, &native_sleep, "sr", bench.sleepers)?;
+        let w = sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", bench.sleepers)?;
+        let r = sleepers_memory(&cd, None, &native_sleep, "sr", bench.sleepers)?;
         println!(
             "memory: PSS per sleeping container (init + shim), mean over {} containers",
             bench.sleepers
         );
-        println!("  wasm (wasmbay shim): {:.2} MiB", w / 1024.0);
-        println!("  busybox (runc):      {:.2} MiB", r / 1024.0);
+        println!("  wasm (wasmbay shim): {:.2} MiB", w.pss / 1024.0);
+        println!("  busybox (runc):      {:.2} MiB", r.pss / 1024.0);
+        println!(
+            "memory: shim RSS per running container ({} wasm shims, {} runc shims)",
+            w.shims, r.shims
+        );
+        println!("  wasmbay shim:  {:.2} MiB", w.shim_rss / 1024.0);
+        println!("  runc shim:     {:.2} MiB", r.shim_rss / 1024.0);
     }
 
     if bench.big_module_mb > 0 {

@@ -229,9 +229,12 @@ fn run_one(
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    // Lines are printed as cases finish, already judged against the expectations.
     let print = |result: &CaseResult| {
+        let mut judged = result.clone();
+        expectations.apply(std::slice::from_mut(&mut judged));
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", result.line());
+        let _ = writeln!(out, "{}", judged.line());
     };
     let mut results = run_cases(frontend.as_ref(), &runnable, jobs, &print);
     for case in unsupported {
@@ -248,10 +251,6 @@ fn run_one(
         results.push(result);
     }
     expectations.apply(&mut results);
-    // Lines printed as cases finished did not know the expectations yet.
-    for result in results.iter().filter(|r| expectations.lists(&r.id)) {
-        print(result);
-    }
     Ok(Report::new(engine_name, frontend.name(), results))
 }
 

@@ -1,6 +1,9 @@
-//! `wasmbay containerd config`: the runtime entries containerd needs for the wasmbay shims.
+//! `wasmbay containerd config|install`: the runtime entries containerd needs for the wasmbay
+//! shims, and the shim binaries themselves on containerd's PATH.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 #[derive(Args)]
@@ -20,6 +23,47 @@ enum Action {
         #[arg(long = "engine")]
         engines: Vec<String>,
     },
+    /// Install the shim into DIR (default /usr/local/bin) as containerd-shim-<engine>-v1 for
+    /// every engine compiled in: one binary, linked under each name, so that
+    /// `io.containerd.<engine>.v1` finds it. Replaces earlier installs atomically.
+    Install {
+        #[arg(long, default_value = "/usr/local/bin")]
+        dir: PathBuf,
+        /// The shim binary to install (default: containerd-shim-wasmtime-v1 next to wasmbay).
+        #[arg(long)]
+        shim: Option<PathBuf>,
+    },
+}
+
+const SHIM_BINARY: &str = "containerd-shim-wasmtime-v1";
+
+/// Copies `shim` into `dir` and links `containerd-shim-<engine>-v1` to it for each engine.
+/// Every name is put in place by rename, so a containerd starting shims meanwhile sees either
+/// the old or the new binary, never a partial one. Returns the installed names.
+pub fn install(shim: &Path, dir: &Path, engines: &[&str]) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let target = dir.join(SHIM_BINARY);
+    let staging = dir.join(format!(".{SHIM_BINARY}.wasmbay-install"));
+    std::fs::copy(shim, &staging)
+        .with_context(|| format!("copying {} to {}", shim.display(), staging.display()))?;
+    std::fs::rename(&staging, &target)
+        .with_context(|| format!("moving {} into place", target.display()))?;
+    let mut installed = vec![target.clone()];
+    for engine in engines {
+        let name = format!("containerd-shim-{engine}-v1");
+        if name == SHIM_BINARY {
+            continue;
+        }
+        let link = dir.join(&name);
+        let staging = dir.join(format!(".{name}.wasmbay-install"));
+        let _ = std::fs::remove_file(&staging);
+        std::os::unix::fs::symlink(SHIM_BINARY, &staging)
+            .with_context(|| format!("linking {}", staging.display()))?;
+        std::fs::rename(&staging, &link)
+            .with_context(|| format!("moving {} into place", link.display()))?;
+        installed.push(link);
+    }
+    Ok(installed)
 }
 
 /// The CRI runtime tables for `engines`; the runtime handler name is the engine name, so a
@@ -65,6 +109,27 @@ pub fn main(args: ContainerdArgs) -> Result<i32> {
             print!("{}", render(containerd_version, &engines)?);
             Ok(0)
         }
+        Action::Install { dir, shim } => {
+            let shim = match shim {
+                Some(shim) => shim,
+                None => std::env::current_exe()
+                    .context("cannot locate the wasmbay binary")?
+                    .with_file_name(SHIM_BINARY),
+            };
+            if !shim.is_file() {
+                bail!(
+                    "{}: no shim binary there (build it with `cargo build -p wasmbay-containerd-shim`, or pass --shim)",
+                    shim.display()
+                );
+            }
+            for path in install(&shim, &dir, &wasmbay_engines::compiled_in())? {
+                println!("installed {}", path.display());
+            }
+            println!(
+                "next: add the runtimes to containerd's config.toml (`wasmbay containerd config`) and restart containerd"
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -80,5 +145,31 @@ mod tests {
         let v2 = render(2, &["wasmtime".into(), "wasmer".into()]).unwrap();
         assert!(v2.contains("io.containerd.cri.v1.runtime\".containerd.runtimes.wasmer]"));
         assert!(render(3, &[]).is_err());
+    }
+
+    #[test]
+    fn install_puts_one_binary_under_every_engine_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let shim = dir.path().join("built-shim");
+        std::fs::write(&shim, b"shim v1").unwrap();
+        let bin = dir.path().join("bin");
+        let installed = install(&shim, &bin, &["wasmtime", "wasmedge"]).unwrap();
+        assert_eq!(installed.len(), 2);
+        let link = bin.join("containerd-shim-wasmedge-v1");
+        assert_eq!(std::fs::read(&link).unwrap(), b"shim v1");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            PathBuf::from(SHIM_BINARY),
+            "a relative link survives moving the directory"
+        );
+        // Installing again replaces the binary and keeps the links.
+        std::fs::write(&shim, b"shim v2").unwrap();
+        install(&shim, &bin, &["wasmtime", "wasmedge"]).unwrap();
+        assert_eq!(std::fs::read(&link).unwrap(), b"shim v2");
+        let names: Vec<_> = std::fs::read_dir(&bin)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no staging files left: {names:?}");
     }
 }

@@ -45,15 +45,22 @@ fn api_err(what: &str) -> impl Fn(containerd_client::tonic::Status) -> TestkitEr
     move |status| TestkitError::Api(format!("{what}: {}", status.message()))
 }
 
+/// A single-threaded runtime and a gRPC channel to containerd's socket: tests call one RPC at
+/// a time and block on it.
+pub(crate) fn connect(socket: &Path) -> Result<(tokio::runtime::Runtime, Channel), TestkitError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TestkitError::Api(format!("tokio runtime: {e}")))?;
+    let channel = runtime
+        .block_on(containerd_client::connect(socket))
+        .map_err(|e| TestkitError::Api(format!("connect {}: {e}", socket.display())))?;
+    Ok((runtime, channel))
+}
+
 impl ApiClient {
     pub fn connect(socket: &Path, namespace: &str) -> Result<ApiClient, TestkitError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| TestkitError::Api(format!("tokio runtime: {e}")))?;
-        let channel = runtime
-            .block_on(containerd_client::connect(socket))
-            .map_err(|e| TestkitError::Api(format!("connect {}: {e}", socket.display())))?;
+        let (runtime, channel) = connect(socket)?;
         Ok(ApiClient {
             runtime,
             channel,

@@ -18,13 +18,7 @@ pub struct CriClient {
 
 impl CriClient {
     pub fn connect(socket: &Path) -> Result<CriClient, TestkitError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| TestkitError::Api(format!("tokio runtime: {e}")))?;
-        let channel = runtime
-            .block_on(containerd_client::connect(socket))
-            .map_err(|e| TestkitError::Api(format!("connect {}: {e}", socket.display())))?;
+        let (runtime, channel) = crate::api::connect(socket)?;
         Ok(CriClient { runtime, channel })
     }
 

@@ -11,6 +11,7 @@
 //!
 //! Depends on `wasmbay-shim-core` only, and is compiled in by the `wasmer` feature of
 //! `wasmbay-engines`.
+#![cfg(feature = "wasmer")]
 
 mod host;
 mod limits;

@@ -1,4 +1,5 @@
 //! The wasmer engine through the `Engine` trait only, as frontends use it.
+#![cfg(feature = "wasmer")]
 
 use std::fs::File;
 use std::io::{Read, Seek};

@@ -220,3 +220,54 @@ fn fingerprint_is_stable_and_changes_with_settings() {
 fn libc_sigterm() -> i32 {
     15
 }
+
+#[test]
+fn modules_known_by_digest_are_fetched_only_on_a_cache_miss() {
+    use std::cell::Cell;
+    use wasmbay_shim_core::cache::module_digest;
+    use wasmbay_shim_core::runner::{DigestArtifact, LoadError};
+
+    let engine = WasmtimeEngine::new(&Settings::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat::parse_str(PRINT_AND_EXIT).unwrap();
+    let digest = module_digest(&wasm);
+    let origin = std::path::Path::new("img@sha256:layer");
+    let fetches = Cell::new(0);
+    let fetch = || {
+        fetches.set(fetches.get() + 1);
+        Ok(wasm.clone())
+    };
+    let loader = ModuleLoader::new(&engine, Some(ModuleCache::new(dir.path(), 1 << 30)));
+    for _ in 0..2 {
+        match loader.prepare_by_digest(origin, &digest, fetch).unwrap() {
+            DigestArtifact::Precompiled(path, kind) => {
+                assert_eq!(kind, ModuleKind::Core);
+                assert!(path.starts_with(dir.path()));
+            }
+            DigestArtifact::Bytes(_) => panic!("wasmtime precompiles"),
+        }
+    }
+    assert_eq!(
+        fetches.get(),
+        1,
+        "the second call found the artifact by digest"
+    );
+
+    // Content that does not match its descriptor is refused, naming the module.
+    let wrong = "00".repeat(32);
+    let err = loader
+        .prepare_by_digest(origin, &wrong, || Ok(wasm.clone()))
+        .unwrap_err();
+    assert!(matches!(err, LoadError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("img@sha256:layer"), "{err}");
+
+    // Without a cache the bytes come back for the container to compile.
+    let uncached = ModuleLoader::new(&engine, None);
+    match uncached
+        .prepare_by_digest(origin, &digest, || Ok(wasm.clone()))
+        .unwrap()
+    {
+        DigestArtifact::Bytes(bytes) => assert_eq!(bytes, wasm),
+        DigestArtifact::Precompiled(..) => panic!("no cache, no artifact"),
+    }
+}
