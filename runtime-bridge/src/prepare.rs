@@ -152,7 +152,7 @@ pub fn prepare(
     // The engine is created only for wasm containers: pause containers and sidecars pay nothing.
     // An engine that is not compiled in is reported by the executor's validation, in the
     // container's own words.
-    let Ok(engine) = wasmbay_engines::create(engine_name) else {
+    let Ok(engine) = wasmbay_engines::shared(engine_name) else {
         return Ok(None);
     };
     let loader = ModuleLoader::new(engine.as_ref(), cache);
@@ -186,7 +186,7 @@ pub fn prepare_layer(
     cache: Option<ModuleCache>,
 ) -> Result<PreparedArtifact, LoadError> {
     let origin = PathBuf::from(&layer.name);
-    let engine = wasmbay_engines::create(engine_name).map_err(|e| LoadError::Engine {
+    let engine = wasmbay_engines::shared(engine_name).map_err(|e| LoadError::Engine {
         path: origin.clone(),
         source: wasmbay_shim_core::EngineError::Internal(e.to_string()),
     })?;

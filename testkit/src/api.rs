@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, StartRequest, WaitRequest,
+    Container, CreateContainerRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
+    DeleteContainerRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, StartRequest,
+    WaitRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
@@ -76,6 +78,16 @@ impl ApiClient {
         request
     }
 
+    /// A request made under lease `lease`, whose resources containerd's garbage collector
+    /// keeps until the lease is deleted.
+    fn leased<T>(&self, message: T, lease: &str) -> Request<T> {
+        let mut request = self.request(message);
+        if let Ok(value) = lease.parse() {
+            request.metadata_mut().insert("containerd-lease", value);
+        }
+        request
+    }
+
     /// Creates the container on an empty snapshot, runs its task to the end with stdout and
     /// stderr going to the files given, removes everything and returns the exit status.
     pub fn run_with_empty_rootfs(
@@ -96,36 +108,54 @@ impl ApiClient {
                 error,
             })?;
         }
+        // Between preparing the snapshot and creating the container that references it, the
+        // snapshot is referenced by nothing and containerd's garbage collector may take it
+        // (as `ctr` does, hold a lease).
+        let lease = format!("{id}-lease");
+        let mut leases = LeasesClient::new(self.channel.clone());
         let run = async {
-            let mounts = snapshots
-                .prepare(self.request(PrepareSnapshotRequest {
-                    snapshotter: SNAPSHOTTER.to_string(),
-                    key: id.clone(),
-                    parent: String::new(),
+            leases
+                .create(self.request(CreateLeaseRequest {
+                    id: lease.clone(),
                     ..Default::default()
                 }))
+                .await
+                .map_err(api_err("create lease"))?;
+            let mounts = snapshots
+                .prepare(self.leased(
+                    PrepareSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.to_string(),
+                        key: id.clone(),
+                        parent: String::new(),
+                        ..Default::default()
+                    },
+                    &lease,
+                ))
                 .await
                 .map_err(api_err("prepare snapshot"))?
                 .into_inner()
                 .mounts;
             containers
-                .create(self.request(CreateContainerRequest {
-                    container: Some(Container {
-                        id: id.clone(),
-                        image: container.image.to_string(),
-                        runtime: Some(Runtime {
-                            name: container.runtime.to_string(),
-                            options: None,
+                .create(self.leased(
+                    CreateContainerRequest {
+                        container: Some(Container {
+                            id: id.clone(),
+                            image: container.image.to_string(),
+                            runtime: Some(Runtime {
+                                name: container.runtime.to_string(),
+                                options: None,
+                            }),
+                            spec: Some(prost_types::Any {
+                                type_url: SPEC_TYPE_URL.to_string(),
+                                value: container.spec_json.clone(),
+                            }),
+                            snapshotter: SNAPSHOTTER.to_string(),
+                            snapshot_key: id.clone(),
+                            ..Default::default()
                         }),
-                        spec: Some(prost_types::Any {
-                            type_url: SPEC_TYPE_URL.to_string(),
-                            value: container.spec_json.clone(),
-                        }),
-                        snapshotter: SNAPSHOTTER.to_string(),
-                        snapshot_key: id.clone(),
-                        ..Default::default()
-                    }),
-                }))
+                    },
+                    &lease,
+                ))
                 .await
                 .map_err(api_err("create container"))?;
             tasks
@@ -176,6 +206,12 @@ impl ApiClient {
                 .remove(self.request(RemoveSnapshotRequest {
                     snapshotter: SNAPSHOTTER.to_string(),
                     key: id.clone(),
+                }))
+                .await;
+            let _ = leases
+                .delete(self.request(DeleteLeaseRequest {
+                    id: lease.clone(),
+                    sync: false,
                 }))
                 .await;
         });

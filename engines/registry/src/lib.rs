@@ -5,7 +5,8 @@
 //! `wasmedge`) decides what a binary holds. Asking for an engine that is not compiled in is an
 //! error that says how to get it, never a silent substitution by another engine.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use wasmbay_shim_core::{Engine, EngineError};
 
@@ -75,6 +76,24 @@ pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
     }
 }
 
+/// The engine `name` with its default settings, created once per process and shared after
+/// that. Engines are `Send + Sync` and meant to be shared: a shim serving a pod prepares every
+/// container of it, and building a new engine (settings, allocator reservations) for each one
+/// is repeated work on the container-start path.
+pub fn shared(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
+    static ENGINES: OnceLock<Mutex<HashMap<String, Arc<dyn Engine>>>> = OnceLock::new();
+    let mut engines = ENGINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(engine) = engines.get(name) {
+        return Ok(Arc::clone(engine));
+    }
+    let engine = create(name)?;
+    engines.insert(name.to_string(), Arc::clone(&engine));
+    Ok(engine)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +107,15 @@ mod tests {
                 assert!(err.to_string().contains("--features"), "{err}");
             }
         }
+    }
+
+    #[cfg(feature = "wasmtime")]
+    #[test]
+    fn shared_engines_are_created_once() {
+        let a = shared("wasmtime").unwrap();
+        let b = shared("wasmtime").unwrap();
+        assert_eq!(Arc::as_ptr(&a).cast::<()>(), Arc::as_ptr(&b).cast::<()>());
+        assert!(matches!(shared("nope"), Err(SelectError::Unknown(_))));
     }
 
     #[cfg(feature = "wasmtime")]
