@@ -3,15 +3,15 @@
 # every test (unit, integration, the conformance matrix of every engine built through each
 # frontend).
 #
-# Engines: wasmtime always; wasmedge where libwasmedge is installed (scripts/find-wasmedge.sh),
-# else its tests are skipped with a message.
+# Engines: wasmtime and wasmer always (wasmer needs no system library); wasmedge where
+# libwasmedge is installed (scripts/find-wasmedge.sh), else its tests are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 ./scripts/build-corpus.sh
 
-features=()
+features=(wasmer)
 if lib=$(./scripts/find-wasmedge.sh 2>/tmp/wasmbay-find-wasmedge.$$); then
     echo "test: wasmedge engine included (libwasmedge in $lib)"
     features+=(wasmedge)
@@ -20,10 +20,7 @@ else
     echo "skipped: wasmedge engine tests: $(cat /tmp/wasmbay-find-wasmedge.$$)"
 fi
 rm -f /tmp/wasmbay-find-wasmedge.$$
-feature_args=()
-if ((${#features[@]})); then
-    feature_args=(--features "$(IFS=,; echo "${features[*]}")")
-fi
+feature_args=(--features "$(IFS=,; echo "${features[*]}")")
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets "${feature_args[@]}" -- -D warnings

@@ -2,7 +2,9 @@
 //! never pass or fail on timing.
 //!
 //! - `cache`: time to first output of a large generated module, cold (empty cache, compiles)
-//!   versus warm (loads the precompiled artifact), through `wasmbay run` as a user runs it.
+//!   versus warm (loads the precompiled artifact), through `wasmbay run` as a user runs it;
+//!   the engine's own compile and precompile time for it; and the warm start of a small hello
+//!   module. `--engine` picks the engine, so engines are compared run by run.
 //! - `kill`: how long a guest spinning in `loop {}` takes to stop, in process (`StopHandle`)
 //!   and through SIGTERM to `wasmbay run`.
 
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use wasmbay_shim_core::runner::ModuleLoader;
-use wasmbay_shim_core::{StopHandle, WasiConfig};
+use wasmbay_shim_core::{EngineError, ModuleKind, StopHandle, WasiConfig};
 
 use wasmbay_engines as engines;
 
@@ -26,7 +28,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum What {
-    /// Cold vs warm time to first output of a large module.
+    /// Cold vs warm time to first output of a large module, its compile and precompile time,
+    /// and the warm start of a small module, for one engine.
     Cache {
         #[arg(long, default_value = engines::DEFAULT_ENGINE)]
         engine: String,
@@ -200,8 +203,49 @@ fn bench_cache(engine: &str, size_mb: usize, runs: usize, keep: Option<PathBuf>)
         "warm / cold: {:.3}",
         warm.as_secs_f64() / cold.as_secs_f64()
     );
+
+    // In process, without a CLI start around it: what compiling this module costs the engine.
+    let compiler = engines::create(engine)?;
+    let mut compile = Vec::new();
+    let mut precompile = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        compiler.compile(&wasm, ModuleKind::Core)?;
+        compile.push(started.elapsed());
+        let started = Instant::now();
+        match compiler.precompile(&wasm, ModuleKind::Core) {
+            Ok(_) => precompile.push(started.elapsed()),
+            // An interpreter (wasmedge) has no artifact to make; `compile` is its load.
+            Err(EngineError::NoPrecompile { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("compile (in process):                  {}", ms(median(compile)));
+    if precompile.is_empty() {
+        println!("precompile (in process):               none: {engine} makes no artifacts");
+    } else {
+        println!("precompile (in process, serialized):   {}", ms(median(precompile)));
+    }
+
+    // What a user waits for once the cache holds a small module: process start, engine
+    // creation, artifact load, instantiation and the first write.
+    let hello = work.path().join("hello.wasm");
+    std::fs::write(&hello, wat::parse_str(HELLO)?)?;
+    let cache = work.path().join("cache-hello");
+    time_to_first_output(&cache, &hello, &engine_arg)?;
+    let starts = (0..runs.max(HELLO_RUNS))
+        .map(|_| time_to_first_output(&cache, &hello, &engine_arg))
+        .collect::<Result<Vec<_>>>()?;
+    println!(
+        "hello start (warm cache, {} runs):     {}",
+        starts.len(),
+        ms(median(starts))
+    );
     Ok(0)
 }
+
+/// Small-module starts are short and noisy, so they get at least this many samples.
+const HELLO_RUNS: usize = 11;
 
 const SPIN: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))

@@ -13,6 +13,7 @@
 //! `wasmbay-engines`.
 #![cfg(feature = "wasmer")]
 
+mod fdstat;
 mod host;
 mod limits;
 mod outcome;

@@ -58,7 +58,7 @@ pub(crate) fn limited_engine(engine: &wasmer::Engine, limit: Option<u64>) -> was
     NativeEngineExt::set_tunables(
         &mut limited,
         LimitTunables {
-            base: BaseTunables::new(),
+            base: BaseTunables::for_target(NativeEngineExt::target(engine)),
             budget: Arc::new(MemoryBudget::new(limit)),
         },
     );

@@ -50,6 +50,38 @@ pub(crate) fn classify_instantiation(
     }
 }
 
+/// Why a run failed after wasix's environment was made and before the entrypoint ran.
+pub(crate) enum SetupError {
+    /// wasix could not provide what the module needs.
+    Wasi(String),
+    /// The module could not be instantiated (a missing import, a memory over the limit…).
+    Instantiate(String),
+    /// From `Instance::new`: its start function may have trapped or exited.
+    Instantiation(wasmer::InstantiationError),
+    /// `_initialize` trapped or exited.
+    Trap(wasmer::RuntimeError),
+}
+
+/// Classifies a [`SetupError`] like [`classify_instantiation`] does wasix's own errors.
+pub(crate) fn classify_setup(
+    error: SetupError,
+    stop: &StopHandle,
+) -> Result<ExitStatus, EngineError> {
+    if let Some(signal) = stop.requested() {
+        return Ok(ExitStatus::Killed(signal));
+    }
+    match error {
+        SetupError::Wasi(e) => Err(EngineError::WasiSetup(one_line(&e))),
+        SetupError::Instantiate(e) => Err(EngineError::Instantiate(one_line(&e))),
+        SetupError::Instantiation(wasmer::InstantiationError::Start(trap)) | SetupError::Trap(trap) => {
+            Ok(classify(trap, stop))
+        }
+        SetupError::Instantiation(other) => {
+            Err(EngineError::Instantiate(one_line(&other.to_string())))
+        }
+    }
+}
+
 fn one_line(message: &str) -> String {
     message
         .lines()

@@ -18,13 +18,29 @@
 //! fell back to the preopen mounted as `/`, so `../x` could name `x` inside the sandbox instead
 //! of failing. Each preopen's parent is therefore set to an inode that no longer exists, and
 //! wasix answers `..` there with `EACCES`, as WASI wants: nothing above a preopen is reachable.
+//!
+//! Each preopen descriptor also gets directory rights: wasix grants a writable preopen
+//! `FD_WRITE` (and `FD_ALLOCATE`, `FD_FILESTAT_SET_SIZE`) in its base rights, which are rights
+//! over a file's contents that a directory descriptor cannot have. Guests reopen a preopen
+//! with the rights it reports (the wasi-testsuite opens `.` with them), and wasix refuses to
+//! open a directory with `FD_WRITE` (`EISDIR`). Those rights stay in the inheriting set, so
+//! files opened under the preopen still get them. The first preopen's rights are recorded for
+//! [`crate::fdstat`], since wasix answers `fd_fdstat_get(3)` without its descriptor table.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use wasmer_wasix::fs::{InodeVal, Kind};
-use wasmer_wasix::wasmer_wasix_types::wasi::{Filestat, Filetype};
+use wasmer_wasix::wasmer_wasix_types::wasi::{Filestat, Filetype, Rights};
 use wasmer_wasix::{WasiFs, WasiInodes, VIRTUAL_ROOT_FD};
+
+use crate::fdstat::{RootFd, RootRights};
+
+/// Rights over a file's contents: a directory descriptor never has them itself, only passes
+/// them on to the files opened under it.
+const FILE_CONTENT_RIGHTS: Rights = Rights::FD_WRITE
+    .union(Rights::FD_ALLOCATE)
+    .union(Rights::FD_FILESTAT_SET_SIZE);
 
 /// Inode number of the stand-in inodes made here. wasix numbers its own inodes from small
 /// constants and path hashes; this one only keys a weak entry in its lookup table.
@@ -34,12 +50,17 @@ const DETACHED_INO: u64 = u64::MAX;
 pub(crate) type SetupFsFn = Box<dyn Fn(&WasiInodes, &mut WasiFs) -> Result<(), String> + Send>;
 
 /// The builder's `setup_fs` hook (see the module docs); `guest_names` are the configured
-/// preopens' guest names, in order.
-pub(crate) fn hook(guest_names: Vec<String>) -> SetupFsFn {
-    Box::new(move |inodes, fs| renumber(inodes, fs, &guest_names))
+/// preopens' guest names, in order; `root` receives what descriptor 3 holds.
+pub(crate) fn hook(guest_names: Vec<String>, root: RootFd) -> SetupFsFn {
+    Box::new(move |inodes, fs| renumber(inodes, fs, &guest_names, &root))
 }
 
-fn renumber(inodes: &WasiInodes, fs: &mut WasiFs, guest_names: &[String]) -> Result<(), String> {
+fn renumber(
+    inodes: &WasiInodes,
+    fs: &mut WasiFs,
+    guest_names: &[String],
+    root: &RootFd,
+) -> Result<(), String> {
     let poisoned = |what: &str| format!("wasix {what} lock poisoned");
     // An empty directory that is not a preopen: the root when nothing is preopened, so that
     // descriptor 3 is not reported as one; otherwise dropped at the end, which leaves the
@@ -76,8 +97,17 @@ fn renumber(inodes: &WasiInodes, fs: &mut WasiFs, guest_names: &[String]) -> Res
     preopen_fds.clear();
 
     let mut first = None;
-    for (index, fd) in ours.into_iter().enumerate() {
+    let mut root_rights = None;
+    for (index, mut fd) in ours.into_iter().enumerate() {
         let number = VIRTUAL_ROOT_FD + index as u32;
+        fd.inner.rights.remove(FILE_CONTENT_RIGHTS);
+        if index == 0 {
+            root_rights = Some(RootRights {
+                flags: fd.inner.flags,
+                base: fd.inner.rights,
+                inheriting: fd.inner.rights_inheriting,
+            });
+        }
         {
             let mut kind = fd.inode.kind.write().map_err(|_| poisoned("inode"))?;
             if let Kind::Dir { parent, .. } = &mut *kind {
@@ -103,5 +133,6 @@ fn renumber(inodes: &WasiInodes, fs: &mut WasiFs, guest_names: &[String]) -> Res
     drop(fd_map);
     drop(preopen_fds);
     fs.root_inode = first.unwrap_or(detached);
+    root.set(root_rights);
     Ok(())
 }

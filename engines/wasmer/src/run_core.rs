@@ -3,10 +3,13 @@
 use wasmbay_shim_core::{
     CompiledModule, EngineError, ExitStatus, ModuleKind, StopHandle, WasiConfig,
 };
-use wasmer::ExternType;
+use wasmer::{AsStoreMut, ExternType, Instance};
+use wasmer_wasix::types::wasi::Errno;
+use wasmer_wasix::{WasiEnvBuilder, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles};
 
+use crate::fdstat::RootFd;
 use crate::host::LazyHost;
-use crate::outcome::{classify, classify_instantiation};
+use crate::outcome::{classify, classify_instantiation, classify_setup, SetupError};
 
 pub(crate) struct CoreModule {
     engine: wasmer::Engine,
@@ -60,12 +63,17 @@ impl CompiledModule for CoreModule {
         let _io = host.io().enter();
         let engine = crate::limits::limited_engine(&self.engine, config.memory_limit);
         let mut store = wasmer::Store::new(engine);
-        let builder = crate::wasi_env::builder(config, host.wasix(), host.io())?;
+        let root = RootFd::default();
+        let builder = crate::wasi_env::builder(config, host.wasix(), host.io(), &root)?;
 
         let armed = crate::stop::arm(&store, stop);
-        let (instance, env) = match builder.instantiate(self.module.clone(), &mut store) {
+        let (instance, env) = match instantiate(builder, &self.module, &mut store, &root) {
             Ok(instantiated) => instantiated,
-            Err(error) => return classify_instantiation(error, stop),
+            Err(Failed::Wasi(error)) => return classify_instantiation(error, stop),
+            Err(Failed::Setup(env, error)) => {
+                env.on_exit(&mut store, Some(Errno::Noexec.into()));
+                return classify_setup(error, stop);
+            }
         };
         armed.attach_process(env.data(&store).process.clone());
 
@@ -94,4 +102,78 @@ impl CompiledModule for CoreModule {
         tracing::debug!(%status, "guest ended");
         Ok(status)
     }
+}
+
+/// Why [`instantiate`] failed: before the wasix environment existed, or after (then it must be
+/// told the process ended, as wasix does for its own failed instantiations).
+enum Failed {
+    Wasi(wasmer_wasix::WasiRuntimeError),
+    Setup(WasiFunctionEnv, SetupError),
+}
+
+/// What `WasiEnvBuilder::instantiate` does for a WASI preview 1 command, with wasix's imports
+/// open to change between making them and instantiating: four of them are wrapped so that
+/// descriptor 3 reports what it holds (see [`crate::fdstat`]). Dynamically linked modules are
+/// wasix's own format and not WASI preview 1; they fail here as a missing import.
+fn instantiate(
+    builder: WasiEnvBuilder,
+    module: &wasmer::Module,
+    store: &mut wasmer::Store,
+    root: &RootFd,
+) -> Result<(Instance, WasiFunctionEnv), Failed> {
+    let mut env = builder.finalize(store).map_err(Failed::Wasi)?;
+    let mut imports = match env.import_object_for_all_wasi_versions(store, module) {
+        Ok(imports) => imports,
+        Err(e) => return Err(Failed::Setup(env, SetupError::Wasi(e.to_string()))),
+    };
+    // A module that imports its memory (threads) gets one made to its type, as wasix does.
+    let imported_memory = module.imports().find_map(|import| match import.ty() {
+        ExternType::Memory(ty) => Some((import.module().to_string(), import.name().to_string(), *ty)),
+        _ => None,
+    });
+    let imported_memory = match imported_memory {
+        Some((namespace, name, ty)) => match wasmer::Memory::new(store, ty) {
+            Ok(memory) => {
+                imports.define(&namespace, &name, memory.clone());
+                Some(memory)
+            }
+            Err(e) => return Err(Failed::Setup(env, SetupError::Instantiate(e.to_string()))),
+        },
+        None => None,
+    };
+    let wrappers = match crate::fdstat::install(store, &mut imports, root) {
+        Ok(wrappers) => wrappers,
+        Err(e) => return Err(Failed::Setup(env, SetupError::Wasi(e))),
+    };
+    let instance = match Instance::new(store, module, &imports) {
+        Ok(instance) => instance,
+        Err(e) => return Err(Failed::Setup(env, SetupError::Instantiation(e))),
+    };
+    let memory = match imported_memory {
+        Some(memory) => memory,
+        None => match instance.exports.iter().memories().next() {
+            Some((_, memory)) => memory.clone(),
+            None => {
+                let e = "the module neither exports nor imports a memory".to_string();
+                return Err(Failed::Setup(env, SetupError::Instantiate(e)));
+            }
+        },
+    };
+    wrappers.set_memory(store, &memory);
+    let handles = WasiModuleTreeHandles::Static(WasiModuleInstanceHandles::new(
+        memory,
+        store,
+        instance.clone(),
+        None,
+    ));
+    if let Err(e) = env.initialize_handles_and_layout(store, instance.clone(), handles, None, true) {
+        return Err(Failed::Setup(env, SetupError::Instantiate(e.to_string())));
+    }
+    // A reactor's `_initialize` runs before its entrypoint, as wasix does.
+    if let Ok(initialize) = instance.exports.get_function("_initialize") {
+        if let Err(trap) = initialize.call(&mut store.as_store_mut(), &[]) {
+            return Err(Failed::Setup(env, SetupError::Trap(trap)));
+        }
+    }
+    Ok((instance, env))
 }

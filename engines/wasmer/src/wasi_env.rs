@@ -17,13 +17,17 @@ use wasmbay_shim_core::{EngineError, WasiConfig};
 use wasmer_wasix::virtual_fs::{host_fs, FileSystem, MountFileSystem};
 use wasmer_wasix::{Runtime, WasiEnvBuilder};
 
+use crate::fdstat::RootFd;
 use crate::read_only_fs::ReadOnlyFs;
 use crate::stdio::{self, Stream};
 
+/// `root` learns what descriptor 3 holds once wasix has set up the preopens (see
+/// [`crate::fdstat`]).
 pub(crate) fn builder(
     config: WasiConfig,
     runtime: Arc<dyn Runtime + Send + Sync>,
     io: &tokio::runtime::Handle,
+    root: &RootFd,
 ) -> Result<WasiEnvBuilder, EngineError> {
     let setup = |what: String| EngineError::WasiSetup(what);
     let mut builder = WasiEnvBuilder::default();
@@ -82,7 +86,7 @@ pub(crate) fn builder(
     builder.set_mount_fs(mounts);
     // wasix's own root would be descriptor 3; ours take its place (see `crate::preopens`).
     let guest_names = config.preopens.iter().map(|p| p.guest.clone()).collect();
-    builder = builder.setup_fs(crate::preopens::hook(guest_names));
+    builder = builder.setup_fs(crate::preopens::hook(guest_names, root.clone()));
 
     builder.set_stdin(stdio::open(config.stdin, Stream::Stdin)?);
     builder.set_stdout(stdio::open(config.stdout, Stream::Stdout)?);
