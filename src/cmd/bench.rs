@@ -220,11 +220,17 @@ fn bench_cache(engine: &str, size_mb: usize, runs: usize, keep: Option<PathBuf>)
             Err(e) => return Err(e.into()),
         }
     }
-    println!("compile (in process):                  {}", ms(median(compile)));
+    println!(
+        "compile (in process):                  {}",
+        ms(median(compile))
+    );
     if precompile.is_empty() {
         println!("precompile (in process):               none: {engine} makes no artifacts");
     } else {
-        println!("precompile (in process, serialized):   {}", ms(median(precompile)));
+        println!(
+            "precompile (in process, serialized):   {}",
+            ms(median(precompile))
+        );
     }
 
     // What a user waits for once the cache holds a small module: process start, engine

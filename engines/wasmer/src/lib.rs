@@ -13,7 +13,6 @@
 //! `wasmbay-engines`.
 #![cfg(feature = "wasmer")]
 
-mod fdstat;
 mod host;
 mod limits;
 mod outcome;
@@ -24,6 +23,7 @@ mod settings;
 mod stdio;
 mod stop;
 mod wasi_env;
+mod wrappers;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -73,9 +73,8 @@ pub(crate) fn classify_setup(
     match error {
         SetupError::Wasi(e) => Err(EngineError::WasiSetup(one_line(&e))),
         SetupError::Instantiate(e) => Err(EngineError::Instantiate(one_line(&e))),
-        SetupError::Instantiation(wasmer::InstantiationError::Start(trap)) | SetupError::Trap(trap) => {
-            Ok(classify(trap, stop))
-        }
+        SetupError::Instantiation(wasmer::InstantiationError::Start(trap))
+        | SetupError::Trap(trap) => Ok(classify(trap, stop)),
         SetupError::Instantiation(other) => {
             Err(EngineError::Instantiate(one_line(&other.to_string())))
         }

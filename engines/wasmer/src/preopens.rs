@@ -25,7 +25,7 @@
 //! with the rights it reports (the wasi-testsuite opens `.` with them), and wasix refuses to
 //! open a directory with `FD_WRITE` (`EISDIR`). Those rights stay in the inheriting set, so
 //! files opened under the preopen still get them. The first preopen's rights are recorded for
-//! [`crate::fdstat`], since wasix answers `fd_fdstat_get(3)` without its descriptor table.
+//! [`crate::wrappers`], since wasix answers `fd_fdstat_get(3)` without its descriptor table.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -34,7 +34,7 @@ use wasmer_wasix::fs::{InodeVal, Kind};
 use wasmer_wasix::wasmer_wasix_types::wasi::{Filestat, Filetype, Rights};
 use wasmer_wasix::{WasiFs, WasiInodes, VIRTUAL_ROOT_FD};
 
-use crate::fdstat::{RootFd, RootRights};
+use crate::wrappers::{RootFd, RootRights};
 
 /// Rights over a file's contents: a directory descriptor never has them itself, only passes
 /// them on to the files opened under it.

@@ -5,11 +5,13 @@ use wasmbay_shim_core::{
 };
 use wasmer::{AsStoreMut, ExternType, Instance};
 use wasmer_wasix::types::wasi::Errno;
-use wasmer_wasix::{WasiEnvBuilder, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles};
+use wasmer_wasix::{
+    WasiEnvBuilder, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles,
+};
 
-use crate::fdstat::RootFd;
 use crate::host::LazyHost;
 use crate::outcome::{classify, classify_instantiation, classify_setup, SetupError};
+use crate::wrappers::RootFd;
 
 pub(crate) struct CoreModule {
     engine: wasmer::Engine,
@@ -113,7 +115,7 @@ enum Failed {
 
 /// What `WasiEnvBuilder::instantiate` does for a WASI preview 1 command, with wasix's imports
 /// open to change between making them and instantiating: four of them are wrapped so that
-/// descriptor 3 reports what it holds (see [`crate::fdstat`]). Dynamically linked modules are
+/// descriptor 3 reports what it holds (see [`crate::wrappers`]). Dynamically linked modules are
 /// wasix's own format and not WASI preview 1; they fail here as a missing import.
 fn instantiate(
     builder: WasiEnvBuilder,
@@ -128,7 +130,9 @@ fn instantiate(
     };
     // A module that imports its memory (threads) gets one made to its type, as wasix does.
     let imported_memory = module.imports().find_map(|import| match import.ty() {
-        ExternType::Memory(ty) => Some((import.module().to_string(), import.name().to_string(), *ty)),
+        ExternType::Memory(ty) => {
+            Some((import.module().to_string(), import.name().to_string(), *ty))
+        }
         _ => None,
     });
     let imported_memory = match imported_memory {
@@ -141,7 +145,7 @@ fn instantiate(
         },
         None => None,
     };
-    let wrappers = match crate::fdstat::install(store, &mut imports, root) {
+    let wrappers = match crate::wrappers::install(store, module, &mut imports, root) {
         Ok(wrappers) => wrappers,
         Err(e) => return Err(Failed::Setup(env, SetupError::Wasi(e))),
     };
@@ -166,7 +170,8 @@ fn instantiate(
         instance.clone(),
         None,
     ));
-    if let Err(e) = env.initialize_handles_and_layout(store, instance.clone(), handles, None, true) {
+    if let Err(e) = env.initialize_handles_and_layout(store, instance.clone(), handles, None, true)
+    {
         return Err(Failed::Setup(env, SetupError::Instantiate(e.to_string())));
     }
     // A reactor's `_initialize` runs before its entrypoint, as wasix does.

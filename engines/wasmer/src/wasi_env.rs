@@ -17,12 +17,12 @@ use wasmbay_shim_core::{EngineError, WasiConfig};
 use wasmer_wasix::virtual_fs::{host_fs, FileSystem, MountFileSystem};
 use wasmer_wasix::{Runtime, WasiEnvBuilder};
 
-use crate::fdstat::RootFd;
 use crate::read_only_fs::ReadOnlyFs;
 use crate::stdio::{self, Stream};
+use crate::wrappers::RootFd;
 
 /// `root` learns what descriptor 3 holds once wasix has set up the preopens (see
-/// [`crate::fdstat`]).
+/// [`crate::wrappers`]).
 pub(crate) fn builder(
     config: WasiConfig,
     runtime: Arc<dyn Runtime + Send + Sync>,

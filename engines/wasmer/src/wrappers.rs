@@ -1,19 +1,27 @@
-//! `fd_fdstat_get(3)` answered with what descriptor 3 holds.
+//! Preview 1 calls answered by wrappers around wasix's own, where wasix answers wrongly.
 //!
-//! wasix answers `fd_fdstat_get` for descriptor 3 without looking at its descriptor table
-//! (`WasiFs::fdstat`): 3 is its own virtual root there, a directory with every right, and the
-//! answer is the same whether 3 is open or not. Here descriptor 3 is the first configured
-//! preopen (see [`crate::preopens`]) or nothing at all, and guests act on what it reports: the
-//! wasi-testsuite reopens its preopen (`.`) with the preopen's reported rights, and wasix
-//! refuses a directory opened with `FD_WRITE` (`EISDIR`), so "every right" failed every such
-//! program.
+//! *Descriptor 3.* wasix answers `fd_fdstat_get` for descriptor 3 without looking at its
+//! descriptor table (`WasiFs::fdstat`): 3 is its own virtual root there, a directory with every
+//! right, and the answer is the same whether 3 is open or not. Here descriptor 3 is the first
+//! configured preopen (see [`crate::preopens`]) or nothing at all, and guests act on what it
+//! reports: the wasi-testsuite reopens its preopen (`.`) with the preopen's reported rights,
+//! and wasix refuses a directory opened with `FD_WRITE` (`EISDIR`), so "every right" failed
+//! every such program. wasix keeps its descriptor table private once set up, so what descriptor
+//! 3 holds is recorded when the preopens are made ([`RootFd::set`]) and kept current by
+//! wrapping the calls that change it: `fd_fdstat_set_rights` narrows the rights, `fd_close` of 3
+//! and `fd_renumber` from 3 leave it empty, and `fd_renumber` to 3 makes it unknown. While it
+//! is known, `fd_fdstat_get(3)` answers from the record (or `EBADF` when empty); once unknown,
+//! wasix's own answer stands. No other preview 1 call opens descriptor 3 without a directory to
+//! open under, and every directory is a preopen.
 //!
-//! wasix keeps its descriptor table private once set up, so what descriptor 3 holds is recorded
-//! when the preopens are made ([`RootFd::set`]) and kept current by wrapping the preview 1 calls
-//! that change it: `fd_fdstat_set_rights` narrows the rights, `fd_close` of 3 and
-//! `fd_renumber` from 3 leave it empty, and `fd_renumber` to 3 makes it unknown. While it is known, `fd_fdstat_get(3)` answers
-//! from the record (or `EBADF` when empty); once unknown, wasix's own answer stands. No other
-//! call opens descriptor 3 without a directory to open under, and every directory is a preopen.
+//! *Sockets.* wasix's `sock_shutdown` checks the descriptor's `SOCK_SHUTDOWN` right before
+//! whether it is a socket, so a non-socket without that right (standard streams) gets `EACCES`
+//! instead of `ENOTSOCK`; and an empty descriptor 3 is its virtual root to it (`WasiFs::get_fd`
+//! makes one up), so it gets `ENOTSOCK` instead of `EBADF`. A WASI preview 1 guest of wasmbay
+//! has no sockets at all (no network, no preopened sockets; only wasix's own `sock_open` makes
+//! one), so for a module that imports nothing from wasix's namespaces an open descriptor's
+//! refusal means "not a socket"; an empty descriptor 3 is `EBADF` for every module. Other calls on an empty descriptor 3 still
+//! reach wasix's made-up root.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -25,7 +33,7 @@ use wasmer_wasix::wasmer_wasix_types::wasi::{Errno, Fdflags, Fdstat, Rights};
 use wasmer_wasix::VIRTUAL_ROOT_FD;
 
 /// The preview 1 namespaces whose calls are wrapped (`wasi_unstable` has the same layouts for
-/// these four calls).
+/// these calls).
 const NAMESPACES: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
 
 const ROOT: i32 = VIRTUAL_ROOT_FD as i32;
@@ -86,6 +94,9 @@ struct Wrapped {
     set_rights: TypedFunction<(i32, i64, i64), i32>,
     close: TypedFunction<i32, i32>,
     renumber: TypedFunction<(i32, i32), i32>,
+    sock_shutdown: TypedFunction<(i32, i32), i32>,
+    /// Whether the guest can make sockets (it imports wasix's `sock_open` namespaces).
+    sockets: bool,
     memory: Option<Memory>,
 }
 
@@ -102,24 +113,29 @@ impl Installed {
     }
 }
 
-/// Replaces `fd_fdstat_get`, `fd_fdstat_set_rights`, `fd_close` and `fd_renumber` of every
-/// preview 1 namespace in `imports` with wrappers around wasix's own.
+/// Replaces `fd_fdstat_get`, `fd_fdstat_set_rights`, `fd_close`, `fd_renumber` and
+/// `sock_shutdown` of every preview 1 namespace in `imports` with wrappers around wasix's own.
 pub(crate) fn install(
     store: &mut impl AsStoreMut,
+    module: &wasmer::Module,
     imports: &mut Imports,
     root: &RootFd,
 ) -> Result<Installed, String> {
+    let sockets = module
+        .imports()
+        .any(|import| import.module().starts_with("wasix_"));
     let mut envs = Vec::new();
     for namespace in NAMESPACES {
         let original = |name: &str| match imports.get_export(namespace, name) {
             Some(wasmer::Extern::Function(function)) => Some(function),
             _ => None,
         };
-        let (Some(fdstat_get), Some(set_rights), Some(close), Some(renumber)) = (
+        let (Some(fdstat_get), Some(set_rights), Some(close), Some(renumber), Some(shutdown)) = (
             original("fd_fdstat_get"),
             original("fd_fdstat_set_rights"),
             original("fd_close"),
             original("fd_renumber"),
+            original("sock_shutdown"),
         ) else {
             continue;
         };
@@ -130,6 +146,8 @@ pub(crate) fn install(
             set_rights: set_rights.typed(store).map_err(typed)?,
             close: close.typed(store).map_err(typed)?,
             renumber: renumber.typed(store).map_err(typed)?,
+            sock_shutdown: shutdown.typed(store).map_err(typed)?,
+            sockets,
             memory: None,
         };
         let env = FunctionEnv::new(store, wrapped);
@@ -152,6 +170,11 @@ pub(crate) fn install(
             namespace,
             "fd_renumber",
             Function::new_typed_with_env(store, &env, fd_renumber),
+        );
+        imports.define(
+            namespace,
+            "sock_shutdown",
+            Function::new_typed_with_env(store, &env, sock_shutdown),
         );
         envs.push(env);
     }
@@ -246,6 +269,23 @@ fn fd_renumber(
         } else if from == ROOT {
             wrapped.root.replace(Slot::Empty);
         }
+    }
+    Ok(code)
+}
+
+fn sock_shutdown(
+    mut env: FunctionEnvMut<'_, Wrapped>,
+    fd: i32,
+    how: i32,
+) -> Result<i32, RuntimeError> {
+    let (wrapped, mut store) = env.data_and_store_mut();
+    if fd == ROOT && wrapped.root.get() == Slot::Empty {
+        return Ok(errno(Errno::Badf));
+    }
+    let code = wrapped.sock_shutdown.call(&mut store, fd, how)?;
+    if code == errno(Errno::Access) && !wrapped.sockets {
+        // The descriptor is open (wasix checked that first) and no descriptor is a socket.
+        return Ok(errno(Errno::Notsock));
     }
     Ok(code)
 }
