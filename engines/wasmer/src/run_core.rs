@@ -71,10 +71,10 @@ impl CompiledModule for CoreModule {
         let armed = crate::stop::arm(&store, stop);
         let (instance, env) = match instantiate(builder, &self.module, &mut store, &root) {
             Ok(instantiated) => instantiated,
-            Err(Failed::Wasi(error)) => return classify_instantiation(error, stop),
+            Err(Failed::Wasi(error)) => return classify_instantiation(*error, stop),
             Err(Failed::Setup(env, error)) => {
                 env.on_exit(&mut store, Some(Errno::Noexec.into()));
-                return classify_setup(error, stop);
+                return classify_setup(*error, stop);
             }
         };
         armed.attach_process(env.data(&store).process.clone());
@@ -108,14 +108,21 @@ impl CompiledModule for CoreModule {
 
 /// Why [`instantiate`] failed: before the wasix environment existed, or after (then it must be
 /// told the process ended, as wasix does for its own failed instantiations).
+/// Both errors are large and rare, so they are boxed.
 enum Failed {
-    Wasi(wasmer_wasix::WasiRuntimeError),
-    Setup(WasiFunctionEnv, SetupError),
+    Wasi(Box<wasmer_wasix::WasiRuntimeError>),
+    Setup(WasiFunctionEnv, Box<SetupError>),
+}
+
+impl Failed {
+    fn setup(env: WasiFunctionEnv, error: SetupError) -> Self {
+        Failed::Setup(env, Box::new(error))
+    }
 }
 
 /// What `WasiEnvBuilder::instantiate` does for a WASI preview 1 command, with wasix's imports
-/// open to change between making them and instantiating: four of them are wrapped so that
-/// descriptor 3 reports what it holds (see [`crate::wrappers`]). Dynamically linked modules are
+/// open to change between making them and instantiating: five of them are wrapped where wasix
+/// answers wrongly (see [`crate::wrappers`]). Dynamically linked modules are
 /// wasix's own format and not WASI preview 1; they fail here as a missing import.
 fn instantiate(
     builder: WasiEnvBuilder,
@@ -123,10 +130,12 @@ fn instantiate(
     store: &mut wasmer::Store,
     root: &RootFd,
 ) -> Result<(Instance, WasiFunctionEnv), Failed> {
-    let mut env = builder.finalize(store).map_err(Failed::Wasi)?;
+    let mut env = builder
+        .finalize(store)
+        .map_err(|e| Failed::Wasi(Box::new(e)))?;
     let mut imports = match env.import_object_for_all_wasi_versions(store, module) {
         Ok(imports) => imports,
-        Err(e) => return Err(Failed::Setup(env, SetupError::Wasi(e.to_string()))),
+        Err(e) => return Err(Failed::setup(env, SetupError::Wasi(e.to_string()))),
     };
     // A module that imports its memory (threads) gets one made to its type, as wasix does.
     let imported_memory = module.imports().find_map(|import| match import.ty() {
@@ -141,17 +150,17 @@ fn instantiate(
                 imports.define(&namespace, &name, memory.clone());
                 Some(memory)
             }
-            Err(e) => return Err(Failed::Setup(env, SetupError::Instantiate(e.to_string()))),
+            Err(e) => return Err(Failed::setup(env, SetupError::Instantiate(e.to_string()))),
         },
         None => None,
     };
     let wrappers = match crate::wrappers::install(store, module, &mut imports, root) {
         Ok(wrappers) => wrappers,
-        Err(e) => return Err(Failed::Setup(env, SetupError::Wasi(e))),
+        Err(e) => return Err(Failed::setup(env, SetupError::Wasi(e))),
     };
     let instance = match Instance::new(store, module, &imports) {
         Ok(instance) => instance,
-        Err(e) => return Err(Failed::Setup(env, SetupError::Instantiation(e))),
+        Err(e) => return Err(Failed::setup(env, SetupError::Instantiation(e))),
     };
     let memory = match imported_memory {
         Some(memory) => memory,
@@ -159,7 +168,7 @@ fn instantiate(
             Some((_, memory)) => memory.clone(),
             None => {
                 let e = "the module neither exports nor imports a memory".to_string();
-                return Err(Failed::Setup(env, SetupError::Instantiate(e)));
+                return Err(Failed::setup(env, SetupError::Instantiate(e)));
             }
         },
     };
@@ -172,12 +181,12 @@ fn instantiate(
     ));
     if let Err(e) = env.initialize_handles_and_layout(store, instance.clone(), handles, None, true)
     {
-        return Err(Failed::Setup(env, SetupError::Instantiate(e.to_string())));
+        return Err(Failed::setup(env, SetupError::Instantiate(e.to_string())));
     }
     // A reactor's `_initialize` runs before its entrypoint, as wasix does.
     if let Ok(initialize) = instance.exports.get_function("_initialize") {
         if let Err(trap) = initialize.call(&mut store.as_store_mut(), &[]) {
-            return Err(Failed::Setup(env, SetupError::Trap(trap)));
+            return Err(Failed::setup(env, SetupError::Trap(trap)));
         }
     }
     Ok((instance, env))

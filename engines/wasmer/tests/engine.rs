@@ -513,3 +513,102 @@ fn nothing_above_a_preopen_is_reachable() {
         "opening `..` of fd 3 must fail"
     );
 }
+
+/// `_start` reopens descriptor 3 (`.`, as a directory) with the rights `fd_fdstat_get(3)`
+/// reports and exits with that errno (or with the fdstat errno + 100); `base` exits with 1 when
+/// the reported base rights hold `FD_WRITE` (bit 6), else 0; `closed` closes 3 and exits with
+/// the errno of `fd_fdstat_get(3)` then; `shutdown` exits with `sock_shutdown(fd)`'s errno for
+/// fd 1 (`out`) and fd 3 (`three`).
+const REOPEN_PREOPEN: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $stat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_shutdown" (func $shut (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 900) ".")
+  (func (export "_start") (result i32)
+    (local $err i32)
+    (local.set $err (call $stat (i32.const 3) (i32.const 64)))
+    (if (local.get $err) (then (return (i32.add (local.get $err) (i32.const 100)))))
+    ;; Fdstat: filetype u8 at 0, flags u16 at 2, base rights u64 at 8, inheriting u64 at 16.
+    (call $open (i32.const 3) (i32.const 0) (i32.const 900) (i32.const 1) (i32.const 2)
+      (i64.load (i32.const 72)) (i64.load (i32.const 80)) (i32.const 0) (i32.const 40)))
+  (func (export "base") (result i32)
+    (drop (call $stat (i32.const 3) (i32.const 64)))
+    (i32.wrap_i64 (i64.and (i64.shr_u (i64.load (i32.const 72)) (i64.const 6)) (i64.const 1))))
+  (func (export "closed") (result i32)
+    (drop (call $close (i32.const 3)))
+    (call $stat (i32.const 3) (i32.const 64)))
+  (func (export "out") (result i32) (call $shut (i32.const 1) (i32.const 1)))
+  (func (export "three") (result i32) (call $shut (i32.const 3) (i32.const 1))))"#;
+
+/// ENOTSOCK in WASI preview 1.
+const ENOTSOCK: i32 = 57;
+
+fn with_preopen(dir: &std::path::Path, read_only: bool) -> WasiConfig {
+    let (mut config, _) = captured();
+    config.preopens = vec![Preopen {
+        host: dir.to_path_buf(),
+        guest: "/".into(),
+        read_only,
+    }];
+    config
+}
+
+#[test]
+fn a_preopen_reopened_with_its_reported_rights_opens() {
+    let engine = engine();
+    let module = compile(&engine, REOPEN_PREOPEN);
+    let dir = tempfile::tempdir().unwrap();
+    for read_only in [false, true] {
+        let run = |entry| {
+            module
+                .run(
+                    with_preopen(dir.path(), read_only),
+                    entry,
+                    &StopHandle::new(),
+                )
+                .unwrap()
+        };
+        assert_eq!(run(None), ExitStatus::Exited(0), "read_only: {read_only}");
+        // A directory descriptor cannot be written; wasix reported every right here.
+        assert_eq!(
+            run(Some("base")),
+            ExitStatus::Exited(0),
+            "read_only: {read_only}"
+        );
+    }
+}
+
+#[test]
+fn descriptor_3_closed_or_absent_is_ebadf() {
+    let engine = engine();
+    let module = compile(&engine, REOPEN_PREOPEN);
+    let dir = tempfile::tempdir().unwrap();
+    let status = module
+        .run(
+            with_preopen(dir.path(), false),
+            Some("closed"),
+            &StopHandle::new(),
+        )
+        .unwrap();
+    assert_eq!(status, ExitStatus::Exited(EBADF));
+    let (config, _) = captured();
+    let status = module.run(config, None, &StopHandle::new()).unwrap();
+    assert_eq!(status, ExitStatus::Exited(EBADF + 100));
+}
+
+#[test]
+fn sock_shutdown_of_a_non_socket_is_enotsock_and_of_nothing_ebadf() {
+    let engine = engine();
+    let module = compile(&engine, REOPEN_PREOPEN);
+    let (config, _) = captured();
+    let status = module.run(config, Some("out"), &StopHandle::new()).unwrap();
+    assert_eq!(status, ExitStatus::Exited(ENOTSOCK));
+    let (config, _) = captured();
+    let status = module
+        .run(config, Some("three"), &StopHandle::new())
+        .unwrap();
+    assert_eq!(status, ExitStatus::Exited(EBADF));
+}
