@@ -3,7 +3,7 @@
 use wasmbay_shim_core::{
     CompiledModule, EngineError, ExitStatus, ModuleKind, StopHandle, WasiConfig,
 };
-use wasmer::{AsStoreMut, ExternType, Instance};
+use wasmer::{AsStoreMut, ExternType, Instance, MemoryType};
 use wasmer_wasix::types::wasi::Errno;
 use wasmer_wasix::{
     WasiEnvBuilder, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles,
@@ -73,7 +73,10 @@ impl CompiledModule for CoreModule {
             Ok(instantiated) => instantiated,
             Err(Failed::Wasi(error)) => return classify_instantiation(*error, stop),
             Err(Failed::Setup(env, error)) => {
-                env.on_exit(&mut store, Some(Errno::Noexec.into()));
+                // As wasix ends a process whose instantiation failed (its environment may not
+                // be initialized, which `WasiFunctionEnv::on_exit` requires).
+                env.data(&store)
+                    .blocking_on_exit(Some(Errno::Noexec.into()));
                 return classify_setup(*error, stop);
             }
         };
@@ -162,14 +165,15 @@ fn instantiate(
         Ok(instance) => instance,
         Err(e) => return Err(Failed::setup(env, SetupError::Instantiation(e))),
     };
-    let memory = match imported_memory {
-        Some(memory) => memory,
-        None => match instance.exports.iter().memories().next() {
-            Some((_, memory)) => memory.clone(),
-            None => {
-                let e = "the module neither exports nor imports a memory".to_string();
-                return Err(Failed::setup(env, SetupError::Instantiate(e)));
-            }
+    let exported_memory = instance.exports.iter().memories().next();
+    let memory = match (imported_memory, exported_memory) {
+        (Some(memory), _) => memory,
+        (None, Some((_, memory))) => memory.clone(),
+        // wasix keeps a memory for every instance; a module without one (it can pass no
+        // pointer to WASI) gets an empty one, so it runs as it does on wasmtime.
+        (None, None) => match wasmer::Memory::new(store, MemoryType::new(0, Some(0), false)) {
+            Ok(memory) => memory,
+            Err(e) => return Err(Failed::setup(env, SetupError::Instantiate(e.to_string()))),
         },
     };
     wrappers.set_memory(store, &memory);
