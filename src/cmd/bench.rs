@@ -57,12 +57,28 @@ enum What {
     Start {
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Sleeping containers per kind for the memory figure (0 to skip).
-        #[arg(long, default_value_t = 10)]
-        sleepers: usize,
+        /// Sleeping containers per kind for the memory figures, one figure per count
+        /// (`--sleepers 10,100,1000`; empty to skip).
+        #[arg(long, value_delimiter = ',', default_values_t = [10])]
+        sleepers: Vec<usize>,
+        /// Containers per pod for the memory figures (`--pod-sizes 1,10`).
+        #[arg(long, value_delimiter = ',', default_values_t = [1])]
+        pod_sizes: Vec<usize>,
         /// Size of the large module in MB (0 to skip).
         #[arg(long, default_value_t = 25)]
         big_module_mb: usize,
+        /// Client threads for the lifecycle rates (`--parallelism 1,4,16`).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
+        parallelism: Vec<usize>,
+        /// Lifecycles per kind at each parallelism (0 to skip).
+        #[arg(long, default_value_t = 40)]
+        lifecycles: usize,
+        /// Shim grouping of the wasm runtime: `pod` or `namespace` (WASMBAY_SHIM_GROUPING).
+        #[arg(long, default_value = "pod")]
+        grouping: String,
+        /// Write report.md, report.json and SVG charts into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
@@ -85,11 +101,21 @@ pub fn main(args: BenchArgs) -> Result<i32> {
         What::Start {
             runs,
             sleepers,
+            pod_sizes,
             big_module_mb,
+            parallelism,
+            lifecycles,
+            grouping,
+            report,
         } => crate::cmd::bench_start::run(crate::cmd::bench_start::StartBench {
             runs: runs.max(1),
-            sleepers,
+            sleepers: sleepers.into_iter().filter(|&n| n > 0).collect(),
+            pod_sizes: pod_sizes.into_iter().map(|n| n.max(1)).collect(),
             big_module_mb,
+            parallelism: parallelism.into_iter().map(|n| n.max(1)).collect(),
+            lifecycles,
+            grouping,
+            report,
         }),
         What::Runtime {
             runs,
