@@ -55,6 +55,10 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     if flags.socket.is_empty() {
         anyhow::bail!("-socket is required");
     }
+    // containerd starts the shim in the first container's bundle, which is removed with that
+    // container while the shim may go on serving others (a pod, a namespace); libcontainer
+    // needs a working directory that exists.
+    std::env::set_current_dir("/").context("chdir /")?;
     // Container init processes are grandchildren; as subreaper the shim inherits and waits
     // for them.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };

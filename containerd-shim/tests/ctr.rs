@@ -407,16 +407,9 @@ fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle(
             .unwrap_or_else(|e| panic!("{e:?}\n{}", cd.log_tail()));
     }
     assert_eq!(shims_of(&cd).len(), 1, "one shim for the namespace");
-    // A short job joins the same shim while the others run.
-    let mut run = cd.ctr_run();
-    run.args(["--rm", "--runtime", RUNTIME, &hello, "ns-hello"]);
-    let out = cd.run_ok(&mut run, TIMEOUT).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from the shim\n"
-    );
-    assert_eq!(shims_of(&cd).len(), 1);
-    for id in ids {
+    // The shim was started in ns-a's bundle; it must go on serving once that is gone.
+    let ids = &ids[..];
+    let stop = |id: &str| {
         cd.run_ok(
             cd.ctr().args(["tasks", "kill", "--signal", "SIGKILL", id]),
             TIMEOUT,
@@ -440,6 +433,19 @@ fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle(
         assert!(deleted, "task {id} not deleted");
         cd.run_ok(cd.ctr().args(["containers", "delete", id]), TIMEOUT)
             .unwrap();
+    };
+    stop(ids[0]);
+    // A short job joins the same shim while the others run.
+    let mut run = cd.ctr_run();
+    run.args(["--rm", "--runtime", RUNTIME, &hello, "ns-hello"]);
+    let out = cd.run_ok(&mut run, TIMEOUT).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the shim\n"
+    );
+    assert_eq!(shims_of(&cd).len(), 1);
+    for id in &ids[1..] {
+        stop(id);
     }
     // Idle now: the shim lingers 300 ms for a next container, then exits.
     let mut left = shims_of(&cd);

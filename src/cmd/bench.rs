@@ -80,6 +80,21 @@ enum What {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Run time of compute-heavy programs (bench/compute) on each engine, as a ratio to the
+    /// same source built natively.
+    Compute {
+        /// Engines to measure (default: every engine compiled in).
+        #[arg(long)]
+        engine: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The programs' workspace.
+        #[arg(long, default_value = "bench/compute")]
+        source: PathBuf,
+        /// Write compute.json and compute.md into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
         #[arg(long, default_value = engines::DEFAULT_ENGINE)]
@@ -98,6 +113,27 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::Compute {
+            engine,
+            runs,
+            source,
+            report,
+        } => {
+            let engines = if engine.is_empty() {
+                engines::compiled_in()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect()
+            } else {
+                engine
+            };
+            let rows = crate::cmd::bench_compute::run(&source, &engines, runs.max(1))?;
+            if let Some(dir) = report {
+                crate::cmd::bench_compute::write_report(&dir, &rows)?;
+                println!("report written to {}", dir.display());
+            }
+            Ok(0)
+        }
         What::Start {
             runs,
             sleepers,
