@@ -126,6 +126,38 @@ fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
         .join(namespace)
 }
 
+/// How long an idle shim still serves connections after removing its socket.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An exclusive `flock` on `start.lock` in the state directory of one containerd namespace,
+/// held while a `start` looks for its group's shim and spawns it if none answers.
+struct StartLock {
+    /// Held only for its lock, which closing it releases.
+    _file: std::fs::File,
+}
+
+impl StartLock {
+    fn acquire(state_root: &Path) -> std::io::Result<StartLock> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(state_root)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state_root.join("start.lock"))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(StartLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
 fn engine_of_runtime(runtime_id: &str) -> String {
     runtime_id
         .strip_prefix("io.containerd.")
@@ -211,9 +243,19 @@ impl Service {
         let service = self.clone();
         std::thread::spawn(move || {
             std::thread::sleep(service.inner.linger);
-            let tasks = service.lock();
-            if tasks.is_empty() && service.inner.creates.load(Ordering::SeqCst) == seen {
+            {
+                // Under the start lock, so no `start` is between finding the socket and
+                // answering containerd; one that already answered has its create reach this
+                // shim during the grace period below.
+                let _lock = StartLock::acquire(&service.inner.state_root).ok();
+                let tasks = service.lock();
+                if !tasks.is_empty() || service.inner.creates.load(Ordering::SeqCst) != seen {
+                    return;
+                }
                 let _ = std::fs::remove_file(&service.inner.socket);
+            }
+            std::thread::sleep(EXIT_GRACE);
+            if service.lock().is_empty() && service.inner.creates.load(Ordering::SeqCst) == seen {
                 service.inner.exit.signal();
             }
         });
@@ -411,6 +453,10 @@ impl containerd_shim::Shim for Service {
                     .map(str::to_string)
             });
         let grouping = policy.key(&opts.id, sandbox.as_deref(), &self.inner.engine);
+        // Concurrent starts of one group must agree on one daemon: without the lock each
+        // would find no socket, spawn its own and unlink the others' sockets.
+        let _lock = StartLock::acquire(&self.inner.state_root)
+            .map_err(|e| containerd_shim::Error::Other(format!("start lock: {e}")))?;
         // A shim already serving this pod answers on its socket: reuse it.
         let address = opts.socket_address(&grouping);
         let socket = address.strip_prefix("unix://").unwrap_or(&address);

@@ -480,3 +480,55 @@ fn an_unknown_grouping_is_refused_naming_the_variable() {
     );
     assert!(shims_of(&cd).is_empty());
 }
+
+#[test]
+fn concurrent_first_starts_agree_on_one_namespace_shim() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = PrivateContainerd::start_with(
+        containerd_config(&dir.path().join("cache"))
+            .with_env("WASMBAY_SHIM_GROUPING", "namespace")
+            .with_env("WASMBAY_SHIM_LINGER_MS", "200"),
+    )
+    .unwrap();
+    let hello = import(&cd, dir.path(), "hello", HELLO);
+    // Twice: from no shim at all, and again after the first one has gone idle and exited.
+    for round in 0..2 {
+        let outputs: Vec<_> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..4)
+                .map(|i| {
+                    let (cd, hello) = (&cd, &hello);
+                    scope.spawn(move || {
+                        let mut run = cd.ctr_run();
+                        let id = format!("race-{round}-{i}");
+                        run.args(["--rm", "--runtime", RUNTIME, hello, &id]);
+                        cd.run_ok(&mut run, TIMEOUT)
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for output in outputs {
+            let output = output.unwrap_or_else(|e| panic!("{e:?}\n{}", cd.log_tail()));
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                "hello from the shim\n"
+            );
+        }
+        // Past the linger time and the exit grace, the idle shim is gone.
+        let mut left = shims_of(&cd);
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            left = shims_of(&cd);
+        }
+        assert!(
+            left.is_empty(),
+            "round {round}: idle shim still running: {left:?}"
+        );
+    }
+}
