@@ -385,18 +385,36 @@ fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
         .collect()
 }
 
+/// A private containerd whose shims group per namespace and linger `linger_ms` when idle.
+fn namespace_containerd(dir: &Path, linger_ms: &str) -> PrivateContainerd {
+    PrivateContainerd::start_with(
+        containerd_config(&dir.join("cache"))
+            .with_env("WASMBAY_SHIM_GROUPING", "namespace")
+            .with_env("WASMBAY_SHIM_LINGER_MS", linger_ms),
+    )
+    .unwrap()
+}
+
+/// Waits up to 5 s for every shim of `cd` to exit; returns those still running.
+fn shims_left_after_idle(cd: &PrivateContainerd) -> Vec<u32> {
+    let mut left = shims_of(cd);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        left = shims_of(cd);
+    }
+    left
+}
+
 #[test]
 fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle() {
     if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cd = PrivateContainerd::start_with(
-        containerd_config(&dir.path().join("cache"))
-            .with_env("WASMBAY_SHIM_GROUPING", "namespace")
-            .with_env("WASMBAY_SHIM_LINGER_MS", "300"),
-    )
-    .unwrap();
+    let cd = namespace_containerd(dir.path(), "300");
     let spin = import(&cd, dir.path(), "spin", SPIN);
     let hello = import(&cd, dir.path(), "hello", HELLO);
     let ids = ["ns-a", "ns-b", "ns-c"];
@@ -448,14 +466,7 @@ fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle(
         stop(id);
     }
     // Idle now: the shim lingers 300 ms for a next container, then exits.
-    let mut left = shims_of(&cd);
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        left = shims_of(&cd);
-    }
+    let left = shims_left_after_idle(&cd);
     assert!(left.is_empty(), "idle shim still running: {left:?}");
 }
 
@@ -487,12 +498,7 @@ fn concurrent_first_starts_agree_on_one_namespace_shim() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cd = PrivateContainerd::start_with(
-        containerd_config(&dir.path().join("cache"))
-            .with_env("WASMBAY_SHIM_GROUPING", "namespace")
-            .with_env("WASMBAY_SHIM_LINGER_MS", "200"),
-    )
-    .unwrap();
+    let cd = namespace_containerd(dir.path(), "200");
     let hello = import(&cd, dir.path(), "hello", HELLO);
     // Twice: from no shim at all, and again after the first one has gone idle and exited.
     for round in 0..2 {
@@ -518,14 +524,7 @@ fn concurrent_first_starts_agree_on_one_namespace_shim() {
             );
         }
         // Past the linger time and the exit grace, the idle shim is gone.
-        let mut left = shims_of(&cd);
-        for _ in 0..100 {
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            left = shims_of(&cd);
-        }
+        let left = shims_left_after_idle(&cd);
         assert!(
             left.is_empty(),
             "round {round}: idle shim still running: {left:?}"
