@@ -126,6 +126,16 @@ fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
         .join(namespace)
 }
 
+/// libcontainer binds and connects a container's notify socket by a relative name after
+/// changing the process's working directory (unix socket paths are short), so two containers
+/// created or started at once by threads of one shim would each chdir under the other. Held
+/// around those calls.
+static CWD_LOCK: Mutex<()> = Mutex::new(());
+
+fn cwd_lock() -> std::sync::MutexGuard<'static, ()> {
+    CWD_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How long an idle shim still serves connections after removing its socket.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -369,6 +379,7 @@ impl Service {
                 open_output(&req.stderr).with_context(|| format!("stderr {}", req.stderr))?;
             tracing::debug!("stdio open, building");
             let _span = tracing::info_span!("container.create").entered();
+            let _cwd = cwd_lock();
             let container = ContainerBuilder::new(req.id.clone(), SyscallType::default())
                 .with_executor(executor)
                 .with_root_path(&self.inner.state_root)?
@@ -558,7 +569,10 @@ impl containerd_shim::Task for Service {
         let pid = {
             let mut tasks = self.lock();
             let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-            task.container.start().map_err(internal)?;
+            {
+                let _cwd = cwd_lock();
+                task.container.start().map_err(internal)?;
+            }
             if task.phase == Phase::Created {
                 task.phase = Phase::Running;
             }
