@@ -201,7 +201,8 @@ fn large_module_text(functions: usize) -> String {
     wat
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
+/// The middle sample (the upper one of an even count); `samples` must not be empty.
+pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }

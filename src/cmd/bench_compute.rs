@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cmd::bench::median;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -58,11 +59,6 @@ fn time_run(command: &mut Command) -> Result<(Duration, Vec<u8>)> {
         bail!("{command:?} exited with {}", output.status);
     }
     Ok((elapsed, output.stdout))
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 pub fn run(source: &Path, engines: &[String], runs: usize) -> Result<Vec<ComputeRow>> {

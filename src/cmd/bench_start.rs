@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Platform};
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
-use crate::cmd::bench::HELLO;
+use crate::cmd::bench::{median, HELLO};
 use crate::cmd::bench_parallel::lifecycle_rate;
 use crate::cmd::bench_report::{BigModule, LifecyclePair, MemoryRow, Report, Samples};
 
@@ -84,11 +84,6 @@ fn timed(cd: &PrivateContainerd, runtime: Option<&str>, image: &str, id: &str) -
         bail!("{image}: no output");
     }
     Ok(elapsed)
-}
-
-pub fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// The KiB figure of the line starting with `key` in a /proc file of `pid`.
