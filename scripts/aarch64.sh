@@ -80,7 +80,7 @@ fi
 ./scripts/setup.sh --aarch64
 ./scripts/build-corpus.sh
 
-# Only the two binaries the frontends run; linker and runner come from .cargo/config.toml. The
+# Only the two binaries the frontends run; the linker comes from .cargo/config.toml. The
 # `cross` profile (Cargo.toml) is dev with line tables only: a release build (LTO) costs more
 # build time than it saves in emulated run time (docs/ARCHITECTURE.md, "aarch64").
 start=$SECONDS
