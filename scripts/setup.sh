@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test wasmbay. Idempotent: every
 # step checks first and does nothing when its part is already there.
+#
+#   scripts/setup.sh            what the build and the tests need
+#   scripts/setup.sh --aarch64  also what cross-building for 64-bit Arm and running the result
+#                               under qemu user-mode emulation needs (scripts/aarch64.sh)
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*"; }
+
+aarch64=false
+for arg in "$@"; do
+    case "$arg" in
+    --aarch64) aarch64=true ;;
+    *)
+        echo "setup: unknown argument $arg (usage: setup.sh [--aarch64])" >&2
+        exit 2
+        ;;
+    esac
+done
 
 # Debian packages the build and the tests use.
 APT_PACKAGES=(
@@ -22,14 +37,37 @@ if "$(dirname "$0")/find-wasmedge.sh" >/dev/null 2>&1; then
     APT_PACKAGES+=(libclang-dev)
 fi
 
+# Cross-building for aarch64: Debian's cross toolchain, qemu to run the result, and the arm64
+# libraries the binaries load at run time (multiarch, so that the emulated binaries find their
+# loader and libraries where an arm64 Debian has them, whatever environment a frontend gives
+# them): glibc and libgcc for every binary, libseccomp for libcontainer's seccomp support.
+AARCH64_PACKAGES=(
+    gcc-aarch64-linux-gnu
+    libc6-dev-arm64-cross
+    qemu-user-static
+    libc6:arm64
+    libgcc-s1:arm64
+    libseccomp-dev:arm64
+)
+if $aarch64 && [[ $(uname -m) != aarch64 ]]; then
+    APT_PACKAGES+=("${AARCH64_PACKAGES[@]}")
+fi
+
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+
+if $aarch64 && [[ $(uname -m) != aarch64 ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "adding the arm64 architecture to dpkg (arm64 libraries for the cross build)"
+    # Its packages are then missing, so the package lists are fetched again below.
+    $SUDO dpkg --add-architecture arm64
+fi
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
@@ -43,6 +81,9 @@ fi
 
 # Test programs are written in Rust and built to wasm.
 TARGETS=(wasm32-wasip1 wasm32-wasip2)
+if $aarch64; then
+    TARGETS+=(aarch64-unknown-linux-gnu)
+fi
 installed=$(rustup target list --installed)
 for target in "${TARGETS[@]}"; do
     if ! grep -qx "$target" <<<"$installed"; then
@@ -51,3 +92,41 @@ for target in "${TARGETS[@]}"; do
     fi
 done
 log "Rust targets present: ${TARGETS[*]}"
+
+# Running aarch64 binaries on another architecture: the kernel hands them to qemu through
+# binfmt_misc. qemu-user-static ships the registration (/usr/lib/binfmt.d), but installs it only
+# through systemd-binfmt or binfmt-support, which do not run everywhere (containers, CI), so it
+# is written here when missing. The `F` flag of that registration makes the kernel open qemu
+# once, at registration, so it works in every mount namespace, inside containers too.
+register_aarch64_binfmt() {
+    local dir=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+    if [[ ! -e $dir/register ]]; then
+        $SUDO mount -t binfmt_misc binfmt_misc "$dir" 2>/dev/null || true
+    fi
+    if [[ ! -e $dir/register ]]; then
+        echo "setup: cannot mount binfmt_misc on $dir (not permitted here): aarch64 binaries cannot run" >&2
+        return 1
+    fi
+    if [[ -e $dir/qemu-aarch64 ]]; then
+        if ! head -n1 "$dir/qemu-aarch64" | grep -qx enabled; then
+            log "enabling the binfmt_misc entry qemu-aarch64"
+            echo 1 | $SUDO tee "$dir/qemu-aarch64" >/dev/null
+        fi
+        log "aarch64 binaries run through $(sed -n 's/^interpreter //p' "$dir/qemu-aarch64")"
+        return 0
+    fi
+    if [[ ! -f $conf ]]; then
+        echo "setup: $conf missing (qemu-user-static not installed?)" >&2
+        return 1
+    fi
+    log "registering qemu-aarch64 with binfmt_misc (from $conf)"
+    if ! grep -v '^#' "$conf" | $SUDO tee "$dir/register" >/dev/null; then
+        echo "setup: writing $dir/register failed: aarch64 binaries cannot run" >&2
+        return 1
+    fi
+}
+if $aarch64 && [[ $(uname -m) != aarch64 ]]; then
+    # Not fatal: building still works; scripts/aarch64.sh checks the registration and says
+    # what it cannot run.
+    register_aarch64_binfmt || log "aarch64 binaries will not run on this machine (see above)"
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test run: set up, build the conformance corpus, check formatting and lints, run
 # every test (unit, integration, the conformance matrix of every engine built through each
-# frontend).
+# frontend), then the matrix again on aarch64 (scripts/aarch64.sh: cross-built, emulated here).
 #
 # Engines: wasmtime and wasmer always (wasmer needs no system library); wasmedge where
 # libwasmedge is installed (scripts/find-wasmedge.sh), else its tests are skipped with a message.
@@ -25,3 +25,7 @@ feature_args=(--features "$(IFS=,; echo "${features[*]}")")
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets "${feature_args[@]}" -- -D warnings
 cargo test --workspace "${feature_args[@]}"
+
+start=$SECONDS
+./scripts/aarch64.sh
+echo "test: the aarch64 run took $((SECONDS - start)) s"

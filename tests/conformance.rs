@@ -142,3 +142,55 @@ fn case_spec_with_unknown_key_is_refused_with_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn matrix_runs_only_the_frontends_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases");
+    fs::create_dir(&cases).unwrap();
+    fs::write(
+        cases.join("exit3.wat"),
+        r#"(module
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (call $exit (i32.const 3))))"#,
+    )
+    .unwrap();
+    fs::write(cases.join("exit3.json"), r#"{"exit_code": 3}"#).unwrap();
+    let json = dir.path().join("matrix.json");
+    let output = wasmbay(dir.path())
+        .args(["conformance", "--matrix", "--frontends", "direct", "--json"])
+        .arg(&json)
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    for other in ["oci-runtime", "containerd"] {
+        assert!(
+            stdout.contains(&format!("frontend {other}: not run: not among --frontends")),
+            "{stdout}"
+        );
+    }
+    let matrix: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
+    let frontends: Vec<&str> = matrix["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["frontend"].as_str().unwrap())
+        .collect();
+    assert!(
+        !frontends.is_empty() && frontends.iter().all(|f| *f == "direct"),
+        "{frontends:?}"
+    );
+
+    let output = wasmbay(dir.path())
+        .args(["conformance", "--matrix", "--frontends", "direct,bogus"])
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("unknown frontend `bogus`"), "{stderr}");
+}

@@ -7,6 +7,7 @@
 //! pod's pause container, sidecars) are exec'd as runc would.
 
 mod content;
+mod grouping;
 mod oom;
 mod rootfs;
 mod serve;
@@ -34,7 +35,11 @@ fn main() {
     if args.last().map(String::as_str) == Some("start")
         && std::env::var_os("TTRPC_ADDRESS").is_some()
     {
-        match legacy_start(&runtime_id, &args[1..]) {
+        serve::install_subscriber("shim-start");
+        let started = tracing::info_span!("shim.start").entered();
+        let result = legacy_start(&runtime_id, &args[1..]);
+        drop(started);
+        match result {
             Ok(address) => {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(address.as_bytes());

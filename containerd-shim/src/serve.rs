@@ -12,30 +12,53 @@ use containerd_shim::protos::shim_sync::{create_task, Task};
 use containerd_shim::protos::ttrpc;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Shim;
+use tracing_subscriber::Layer as _;
 
 use crate::service::Service;
 
-pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
-    let flags = containerd_shim::parse(args).context("shim flags")?;
-    // containerd 1.6 gives a shim no log destination of its own; `WASMBAY_SHIM_LOG` names a
-    // file for the shim's logs when debugging.
-    if let Some(path) = std::env::var_os("WASMBAY_SHIM_LOG") {
-        if let Ok(file) = std::fs::OpenOptions::new()
+/// Logs go to the file `WASMBAY_SHIM_LOG` names, when it does (containerd 1.6 gives a shim no
+/// log destination of its own); span timings go to the start-up trace when
+/// `WASMBAY_TRACE_DIR` is set. Without either, nothing is installed and spans cost nothing.
+pub fn install_subscriber(process: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let log = std::env::var_os("WASMBAY_SHIM_LOG").and_then(|path| {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-        {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("info,containerd_shim_wasmtime_v1=debug,wasmbay_runtime_bridge=debug,wasmbay_shim_core=debug"))
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .try_init();
-        }
+            .ok()
+    });
+    let recorder = wasmbay_shim_core::trace::SpanRecorder::from_env(process);
+    if log.is_none() && recorder.is_none() {
+        return;
     }
+    let fmt = log.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_filter(tracing_subscriber::EnvFilter::new(
+                "info,containerd_shim_wasmtime_v1=debug,wasmbay_runtime_bridge=debug,wasmbay_shim_core=debug",
+            ))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(recorder)
+        .try_init();
+}
+
+pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
+    let flags = containerd_shim::parse(args).context("shim flags")?;
+    install_subscriber("shim");
+    let _boot = tracing::info_span!("shim.boot").entered();
     tracing::debug!(?args, "shim server starting");
     if flags.socket.is_empty() {
         anyhow::bail!("-socket is required");
     }
+    // containerd starts the shim in the first container's bundle, which is removed with that
+    // container while the shim may go on serving others (a pod, a namespace); libcontainer
+    // needs a working directory that exists.
+    std::env::set_current_dir("/").context("chdir /")?;
     // Container init processes are grandchildren; as subreaper the shim inherits and waits
     // for them.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -71,6 +94,7 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
         .context("ttrpc listener")?
         .register_service(methods);
     server.start().context("starting the ttrpc server")?;
+    drop(_boot);
 
     // The `start` action waits for this process's stdout to close before it answers
     // containerd: the socket is ready now.

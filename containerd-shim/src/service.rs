@@ -26,10 +26,8 @@ use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
 use crate::content::ContentStore;
+use crate::grouping::{Grouping, LINGER_ENV, SANDBOX_ANNOTATION};
 use crate::stdio::{open_output, open_stdin};
-
-/// Containers with this annotation share one shim per pod.
-const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 /// `containerd-shim-wasmtime-v1` → `wasmtime`.
 /// Set by the shim's `start` for the daemon it spawns: the engine named by containerd's runtime.
@@ -104,6 +102,12 @@ struct Inner {
     tasks: Mutex<HashMap<String, Task>>,
     exited: Condvar,
     publisher: Mutex<Option<RemotePublisher>>,
+    /// This shim's socket, removed before an idle shim exits so no new container is sent to it.
+    socket: PathBuf,
+    /// How long the shim outlives its last container.
+    linger: std::time::Duration,
+    /// Counts creates, so an idle shim knows whether a container came while it lingered.
+    creates: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -120,6 +124,48 @@ fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
     PathBuf::from("/run/wasmbay-shim")
         .join(format!("{:016x}", hasher.finish()))
         .join(namespace)
+}
+
+/// libcontainer binds and connects a container's notify socket by a relative name after
+/// changing the process's working directory (unix socket paths are short), so two containers
+/// created or started at once by threads of one shim would each chdir under the other. Held
+/// around those calls.
+static CWD_LOCK: Mutex<()> = Mutex::new(());
+
+fn cwd_lock() -> std::sync::MutexGuard<'static, ()> {
+    CWD_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long an idle shim still serves connections after removing its socket.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An exclusive `flock` on `start.lock` in the state directory of one containerd namespace,
+/// held while a `start` looks for its group's shim and spawns it if none answers.
+struct StartLock {
+    /// Held only for its lock, which closing it releases.
+    _file: std::fs::File,
+}
+
+impl StartLock {
+    fn acquire(state_root: &Path) -> std::io::Result<StartLock> {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(state_root)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state_root.join("start.lock"))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(StartLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
 }
 
 fn engine_of_runtime(runtime_id: &str) -> String {
@@ -195,6 +241,36 @@ impl Service {
         });
     }
 
+    /// Exits now, or after the linger time if no container has come meanwhile. The socket goes
+    /// first, under the task lock, so a `start` that still finds it reaches a live shim.
+    fn exit_when_idle(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.linger.is_zero() {
+            self.inner.exit.signal();
+            return;
+        }
+        let seen = self.inner.creates.load(Ordering::SeqCst);
+        let service = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(service.inner.linger);
+            {
+                // Under the start lock, so no `start` is between finding the socket and
+                // answering containerd; one that already answered has its create reach this
+                // shim during the grace period below.
+                let _lock = StartLock::acquire(&service.inner.state_root).ok();
+                let tasks = service.lock();
+                if !tasks.is_empty() || service.inner.creates.load(Ordering::SeqCst) != seen {
+                    return;
+                }
+                let _ = std::fs::remove_file(&service.inner.socket);
+            }
+            std::thread::sleep(EXIT_GRACE);
+            if service.lock().is_empty() && service.inner.creates.load(Ordering::SeqCst) == seen {
+                service.inner.exit.signal();
+            }
+        });
+    }
+
     /// Publishes TaskOOM when the kernel OOM-kills inside the container's memory cgroup.
     fn watch_oom(&self, id: &str) {
         let cgroup = {
@@ -255,10 +331,14 @@ impl Service {
 
     fn create_task(&self, req: &api::CreateTaskRequest) -> anyhow::Result<u32> {
         use anyhow::Context as _;
+        self.inner
+            .creates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let bundle = PathBuf::from(&req.bundle);
         let rootfs = bundle.join("rootfs");
         let mut mounted = None;
         if !req.rootfs.is_empty() {
+            let _span = tracing::info_span!("rootfs.mount").entered();
             std::fs::create_dir_all(&rootfs)?;
             for m in &req.rootfs {
                 crate::rootfs::mount(&m.type_, &m.source, &m.options, &rootfs)
@@ -276,6 +356,7 @@ impl Service {
                 .cloned()
                 .unwrap_or_else(|| self.inner.engine.clone());
             tracing::debug!("rootfs mounted, preparing");
+            let prepare_span = tracing::info_span!("module.prepare").entered();
             let prepared = match prepare(
                 &bundle,
                 &spec,
@@ -287,6 +368,7 @@ impl Service {
                 }
                 prepared => prepared,
             };
+            drop(prepare_span);
             tracing::debug!(prepared = prepared.is_some(), "prepared");
             let executor = WasmExecutor::new(engine, prepared);
             std::fs::create_dir_all(&self.inner.state_root)?;
@@ -296,6 +378,8 @@ impl Service {
             let stderr =
                 open_output(&req.stderr).with_context(|| format!("stderr {}", req.stderr))?;
             tracing::debug!("stdio open, building");
+            let _span = tracing::info_span!("container.create").entered();
+            let _cwd = cwd_lock();
             let container = ContainerBuilder::new(req.id.clone(), SyscallType::default())
                 .with_executor(executor)
                 .with_root_path(&self.inner.state_root)?
@@ -344,6 +428,11 @@ impl containerd_shim::Shim for Service {
     type T = Service;
 
     fn new(runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        // A bad setting was refused by `start`, which reads the same environment; the daemon
+        // falls back to exiting with its last container.
+        let linger = Grouping::from_env()
+            .and_then(|g| g.linger(std::env::var(LINGER_ENV).ok().as_deref()))
+            .unwrap_or_default();
         Service {
             inner: Arc::new(Inner {
                 namespace: args.namespace.clone(),
@@ -355,21 +444,30 @@ impl containerd_shim::Shim for Service {
                 tasks: Mutex::new(HashMap::new()),
                 exited: Condvar::new(),
                 publisher: Mutex::new(None),
+                socket: PathBuf::from(args.socket.strip_prefix("unix://").unwrap_or(&args.socket)),
+                linger,
+                creates: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> Result<String, containerd_shim::Error> {
-        // Containers of one pod share a shim: group by the pod's sandbox id when CRI gives one.
-        let grouping = std::fs::read(Path::new("config.json"))
+        let policy = Grouping::from_env()
+            .map_err(|e| containerd_shim::Error::InvalidArgument(e.to_string()))?;
+        // containerd runs `start` in the bundle: its config.json carries the pod's sandbox id.
+        let sandbox = std::fs::read(Path::new("config.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .and_then(|spec| {
                 spec["annotations"][SANDBOX_ANNOTATION]
                     .as_str()
                     .map(str::to_string)
-            })
-            .unwrap_or_else(|| opts.id.clone());
+            });
+        let grouping = policy.key(&opts.id, sandbox.as_deref(), &self.inner.engine);
+        // Concurrent starts of one group must agree on one daemon: without the lock each
+        // would find no socket, spawn its own and unlink the others' sockets.
+        let _lock = StartLock::acquire(&self.inner.state_root)
+            .map_err(|e| containerd_shim::Error::Other(format!("start lock: {e}")))?;
         // A shim already serving this pod answers on its socket: reuse it.
         let address = opts.socket_address(&grouping);
         let socket = address.strip_prefix("unix://").unwrap_or(&address);
@@ -442,6 +540,7 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
+        let _span = tracing::info_span!("task.create", id = %req.id).entered();
         tracing::debug!(id = %req.id, bundle = %req.bundle, stdin = %req.stdin, stdout = %req.stdout, "create");
         let pid = self.create_task(&req).map_err(internal)?;
         self.publish(
@@ -465,11 +564,15 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
+        let _span = tracing::info_span!("task.start", id = %req.id).entered();
         tracing::debug!(id = %req.id, "start");
         let pid = {
             let mut tasks = self.lock();
             let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-            task.container.start().map_err(internal)?;
+            {
+                let _cwd = cwd_lock();
+                task.container.start().map_err(internal)?;
+            }
             if task.phase == Phase::Created {
                 task.phase = Phase::Running;
             }
@@ -512,6 +615,7 @@ impl containerd_shim::Task for Service {
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        let _span = tracing::info_span!("task.wait", id = %req.id).entered();
         tracing::debug!(id = %req.id, "wait");
         let mut tasks = self.lock();
         loop {
@@ -547,6 +651,7 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
+        let _span = tracing::info_span!("task.delete", id = %req.id).entered();
         let mut task = {
             let mut tasks = self.lock();
             tasks.remove(&req.id).ok_or_else(|| not_found(&req.id))?
@@ -676,7 +781,7 @@ impl containerd_shim::Task for Service {
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
         if self.lock().is_empty() {
-            self.inner.exit.signal();
+            self.exit_when_idle();
         }
         Ok(api::Empty::new())
     }

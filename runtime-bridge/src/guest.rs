@@ -78,28 +78,46 @@ fn load_in_place(
     }
 }
 
-/// Closes every descriptor above stderr except `keep`.
+/// Closes every descriptor above stderr except those in `keep`.
 ///
 /// The container's init is cloned from the runtime or shim process and, for wasm, never
 /// execs, so close-on-exec never fires: without this the guest's process would hold the
 /// parent's sockets (the shim's ttrpc connection, for one) for as long as it runs, and
 /// containerd would not notice a dead shim.
-fn close_inherited_fds(keep: Option<i32>) {
-    let ranges: [(u32, u32); 2] = match keep {
-        Some(fd) if fd >= 3 => [(3, fd as u32 - 1), (fd as u32 + 1, u32::MAX)],
-        _ => [(3, u32::MAX), (1, 0)],
-    };
-    for (first, last) in ranges {
-        if first > last {
-            continue;
+fn close_inherited_fds(keep: &[i32]) {
+    for (first, last) in ranges_to_close(keep) {
+        close_range(first, last);
+    }
+}
+
+/// The descriptor ranges above stderr that hold none of `keep`.
+fn ranges_to_close(keep: &[i32]) -> Vec<(u32, u32)> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::new();
+    let mut first = 3u32;
+    for fd in keep {
+        if first < fd {
+            ranges.push((first, fd - 1));
         }
-        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
-        if rc != 0 {
-            // close_range needs Linux 5.9; walk the descriptor table instead.
-            let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as u32;
-            for fd in first..=last.min(max) {
-                unsafe { libc::close(fd as i32) };
-            }
+        first = fd + 1;
+    }
+    ranges.push((first, u32::MAX));
+    ranges
+}
+
+fn close_range(first: u32, last: u32) {
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    if rc != 0 {
+        // close_range needs Linux 5.9; walk the descriptor table instead.
+        let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as u32;
+        for fd in first..=last.min(max) {
+            unsafe { libc::close(fd as i32) };
         }
     }
 }
@@ -113,10 +131,15 @@ pub fn run_guest(
     prepared: Option<&PreparedArtifact>,
 ) -> ! {
     use std::os::fd::AsRawFd;
-    close_inherited_fds(prepared.and_then(|p| match &p.code {
+    let artifact_fd = prepared.and_then(|p| match &p.code {
         PreparedCode::Artifact { file, .. } => Some(file.as_raw_fd()),
         PreparedCode::Wasm(_) => None,
-    }));
+    });
+    let keep: Vec<i32> = artifact_fd
+        .into_iter()
+        .chain(wasmbay_shim_core::trace::trace_fd())
+        .collect();
+    close_inherited_fds(&keep);
     // Signals next: from here on SIGTERM must end the container even while loading.
     let stop = StopHandle::new();
     if let Err(e) = stop_on_signals(&stop) {
@@ -125,12 +148,16 @@ pub fn run_guest(
             &format!("cannot install signal handlers: {e}"),
         );
     }
+    let load_span = tracing::info_span!("guest.load", engine = engine_name).entered();
     let engine = match wasmbay_engines::create(engine_name) {
         Ok(engine) => engine,
         Err(e) => die(error_codes::RUNTIME, &e.to_string()),
     };
     let module = load(engine.as_ref(), module_path, prepared);
+    drop(load_span);
+    let run_span = tracing::info_span!("guest.run").entered();
     let status = module.run(config, entry.func.as_deref(), &stop);
+    drop(run_span);
     let _ = std::io::stdout().flush();
     let code = match status {
         Ok(status) => {
@@ -146,4 +173,20 @@ pub fn run_guest(
     };
     let _ = std::io::stderr().flush();
     std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges_to_close;
+
+    #[test]
+    fn kept_descriptors_split_the_ranges_to_close() {
+        assert_eq!(ranges_to_close(&[]), vec![(3, u32::MAX)]);
+        assert_eq!(ranges_to_close(&[3]), vec![(4, u32::MAX)]);
+        assert_eq!(
+            ranges_to_close(&[9, 5, 1, 5]),
+            vec![(3, 4), (6, 8), (10, u32::MAX)]
+        );
+        assert_eq!(ranges_to_close(&[4, 5]), vec![(3, 3), (6, u32::MAX)]);
+    }
 }

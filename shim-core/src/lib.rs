@@ -21,6 +21,7 @@ pub mod oci;
 pub mod runner;
 pub mod signals;
 pub mod stop;
+pub mod trace;
 pub mod wasi;
 
 pub use engine::{CompiledModule, Engine, EngineError, ModuleKind};

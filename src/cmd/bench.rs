@@ -60,12 +60,43 @@ enum What {
     Start {
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Sleeping containers per kind for the memory figure (0 to skip).
-        #[arg(long, default_value_t = 10)]
-        sleepers: usize,
+        /// Sleeping containers per kind for the memory figures, one figure per count
+        /// (`--sleepers 10,100,1000`; empty to skip).
+        #[arg(long, value_delimiter = ',', default_values_t = [10])]
+        sleepers: Vec<usize>,
+        /// Containers per pod for the memory figures (`--pod-sizes 1,10`).
+        #[arg(long, value_delimiter = ',', default_values_t = [1])]
+        pod_sizes: Vec<usize>,
         /// Size of the large module in MB (0 to skip).
         #[arg(long, default_value_t = 25)]
         big_module_mb: usize,
+        /// Client threads for the lifecycle rates (`--parallelism 1,4,16`).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
+        parallelism: Vec<usize>,
+        /// Lifecycles per kind at each parallelism (0 to skip).
+        #[arg(long, default_value_t = 40)]
+        lifecycles: usize,
+        /// Shim grouping of the wasm runtime: `pod` or `namespace` (WASMBAY_SHIM_GROUPING).
+        #[arg(long, default_value = "pod")]
+        grouping: String,
+        /// Write report.md, report.json and SVG charts into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Run time of compute-heavy programs (bench/compute) on each engine, as a ratio to the
+    /// same source built natively.
+    Compute {
+        /// Engines to measure (default: every engine compiled in).
+        #[arg(long)]
+        engine: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The programs' workspace.
+        #[arg(long, default_value = "bench/compute")]
+        source: PathBuf,
+        /// Write compute.json and compute.md into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
@@ -85,14 +116,45 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::Compute {
+            engine,
+            runs,
+            source,
+            report,
+        } => {
+            let engines = if engine.is_empty() {
+                engines::compiled_in()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect()
+            } else {
+                engine
+            };
+            let rows = crate::cmd::bench_compute::run(&source, &engines, runs.max(1))?;
+            if let Some(dir) = report {
+                crate::cmd::bench_compute::write_report(&dir, &rows)?;
+                println!("report written to {}", dir.display());
+            }
+            Ok(0)
+        }
         What::Start {
             runs,
             sleepers,
+            pod_sizes,
             big_module_mb,
+            parallelism,
+            lifecycles,
+            grouping,
+            report,
         } => crate::cmd::bench_start::run(crate::cmd::bench_start::StartBench {
             runs: runs.max(1),
-            sleepers,
+            sleepers: sleepers.into_iter().filter(|&n| n > 0).collect(),
+            pod_sizes: pod_sizes.into_iter().map(|n| n.max(1)).collect(),
             big_module_mb,
+            parallelism: parallelism.into_iter().map(|n| n.max(1)).collect(),
+            lifecycles,
+            grouping,
+            report,
         }),
         What::Runtime {
             runs,
@@ -142,7 +204,8 @@ fn large_module_text(functions: usize) -> String {
     wat
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
+/// The middle sample (the upper one of an even count); `samples` must not be empty.
+pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }

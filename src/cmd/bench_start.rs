@@ -13,7 +13,9 @@ use anyhow::{bail, Context, Result};
 use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Platform};
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
-use crate::cmd::bench::HELLO;
+use crate::cmd::bench::{median, HELLO};
+use crate::cmd::bench_parallel::lifecycle_rate;
+use crate::cmd::bench_report::{BigModule, LifecyclePair, MemoryRow, Report, Samples};
 
 /// Sleeps an hour in `poll_oneoff` (one relative clock subscription), using no CPU.
 const SLEEP: &str = r#"(module
@@ -33,8 +35,19 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct StartBench {
     pub runs: usize,
-    pub sleepers: usize,
+    /// Sleeper counts for the memory figures.
+    pub sleepers: Vec<usize>,
+    /// Containers per pod for the memory figures.
+    pub pod_sizes: Vec<usize>,
     pub big_module_mb: usize,
+    /// Client threads for the lifecycle rates.
+    pub parallelism: Vec<usize>,
+    /// Lifecycles per kind at each parallelism.
+    pub lifecycles: usize,
+    /// `pod` or `namespace`: the shim grouping of the wasm runtime.
+    pub grouping: String,
+    /// Write report.md, report.json and the charts here.
+    pub report: Option<PathBuf>,
 }
 
 fn image(
@@ -73,15 +86,6 @@ fn timed(cd: &PrivateContainerd, runtime: Option<&str>, image: &str, id: &str) -
     Ok(elapsed)
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 /// The KiB figure of the line starting with `key` in a /proc file of `pid`.
 fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/{file}"))
@@ -112,6 +116,43 @@ struct SleeperMemory {
     /// RSS of the shim processes alone (shared pages counted in full, per shim).
     shim_rss: f64,
     shims: usize,
+    /// Where the PSS goes, summed over the inits and over the shims, per container.
+    inits: Rollup,
+    shim_parts: Rollup,
+}
+
+/// The smaps_rollup fields that tell private from shared, anonymous from file-backed memory.
+#[derive(Default, Clone, Copy)]
+struct Rollup {
+    pss_anon: u64,
+    pss_file: u64,
+    private_dirty: u64,
+}
+
+impl Rollup {
+    fn of(pid: u32) -> Rollup {
+        Rollup {
+            pss_anon: proc_kib(pid, "smaps_rollup", "Pss_Anon:"),
+            pss_file: proc_kib(pid, "smaps_rollup", "Pss_File:"),
+            private_dirty: proc_kib(pid, "smaps_rollup", "Private_Dirty:"),
+        }
+    }
+
+    fn add(&mut self, other: Rollup) {
+        self.pss_anon += other.pss_anon;
+        self.pss_file += other.pss_file;
+        self.private_dirty += other.private_dirty;
+    }
+
+    fn describe(&self, count: usize) -> String {
+        let mib = |kib: u64| kib as f64 / 1024.0 / count as f64;
+        format!(
+            "PSS anon {:.2} MiB, PSS file {:.2} MiB, private dirty {:.2} MiB",
+            mib(self.pss_anon),
+            mib(self.pss_file),
+            mib(self.private_dirty)
+        )
+    }
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
@@ -120,20 +161,29 @@ fn parent_of(pid: u32) -> Option<u32> {
     after.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Starts `count` detached containers of `image`, measures their memory, then removes them.
+/// Starts `count` detached containers of `image`, `per_pod` of them sharing a pod (the CRI
+/// sandbox annotation both shims group by), checks that all run, measures their memory, then
+/// kills and deletes them and checks that none is left.
 fn sleepers_memory(
     cd: &PrivateContainerd,
     runtime: Option<&str>,
     image: &str,
     prefix: &str,
     count: usize,
+    per_pod: usize,
 ) -> Result<SleeperMemory> {
     let ids: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
-    for id in &ids {
+    for (i, id) in ids.iter().enumerate() {
         let mut run = cd.ctr_run();
         run.arg("-d");
         if let Some(runtime) = runtime {
             run.args(["--runtime", runtime]);
+        }
+        if per_pod > 1 {
+            run.arg("--annotation").arg(format!(
+                "io.kubernetes.cri.sandbox-id={prefix}-pod{}",
+                i / per_pod
+            ));
         }
         run.args([image, id]);
         cd.run_ok(&mut run, TIMEOUT)?;
@@ -141,7 +191,20 @@ fn sleepers_memory(
     std::thread::sleep(Duration::from_millis(500));
     let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT)?;
     let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
+    let running = tasks
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| id.starts_with(prefix))
+        })
+        .filter(|l| l.split_whitespace().nth(2) == Some("RUNNING"))
+        .count();
+    if running != count {
+        bail!("{prefix}: {running} of {count} sleepers are running");
+    }
     let mut total = 0u64;
+    let mut inits = Rollup::default();
     let mut shims = std::collections::BTreeSet::new();
     for id in &ids {
         let line = tasks
@@ -150,11 +213,16 @@ fn sleepers_memory(
             .with_context(|| format!("task {id} not listed"))?;
         let pid: u32 = line.split_whitespace().nth(1).context("no pid")?.parse()?;
         total += pss_kib(pid);
+        inits.add(Rollup::of(pid));
         if let Some(shim) = parent_of(pid) {
             shims.insert(shim);
         }
     }
     total += shims.iter().map(|&p| pss_kib(p)).sum::<u64>();
+    let mut shim_parts = Rollup::default();
+    for &shim in &shims {
+        shim_parts.add(Rollup::of(shim));
+    }
     let shim_rss: u64 = shims.iter().map(|&p| rss_kib(p)).sum();
     for id in &ids {
         let _ = cd
@@ -177,10 +245,20 @@ fn sleepers_memory(
         }
         let _ = cd.ctr().args(["containers", "delete", id]).output();
     }
+    let left = cd.run_ok(cd.ctr().args(["containers", "ls", "-q"]), TIMEOUT)?;
+    let left = String::from_utf8_lossy(&left.stdout)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .count();
+    if left > 0 {
+        bail!("{prefix}: {left} of {count} containers could not be deleted");
+    }
     Ok(SleeperMemory {
         pss: total as f64 / count as f64,
         shim_rss: shim_rss as f64 / count as f64,
         shims: shims.len(),
+        inits,
+        shim_parts,
     })
 }
 
@@ -199,18 +277,28 @@ pub fn run(bench: StartBench) -> Result<i32> {
     }
     let work = tempfile::Builder::new().prefix("wbstart-").tempdir()?;
     let cache = work.path().join("cache");
+    let trace_dir = work.path().join("trace");
     let path = format!(
         "{}:{}",
         exe.parent().context("exe dir")?.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let cd = PrivateContainerd::start_with(
-        ContainerdConfig::default()
-            .with_env("PATH", &path)
-            .with_env("WASMBAY_CACHE_DIR", &cache.to_string_lossy()),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let import = |tar: &Path| cd.import(tar, &[]).map_err(|e| anyhow::anyhow!("{e}"));
+    let config = ContainerdConfig::default()
+        .with_env("PATH", &path)
+        .with_env("WASMBAY_CACHE_DIR", &cache.to_string_lossy())
+        .with_env(
+            wasmbay_shim_core::trace::TRACE_DIR_ENV,
+            &trace_dir.to_string_lossy(),
+        )
+        .with_env("WASMBAY_SHIM_GROUPING", &bench.grouping)
+        // Short, so that the check that no shim is left after the sleepers need not wait long.
+        .with_env("WASMBAY_SHIM_LINGER_MS", "2000");
+    let mut cd =
+        PrivateContainerd::start_with(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let import = |cd: &PrivateContainerd, tar: &Path| {
+        cd.import(tar, &[]).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let mut report = Report::new(&bench);
 
     let (tar, wasm_hello) = image(
         work.path(),
@@ -219,7 +307,7 @@ pub fn run(bench: StartBench) -> Result<i32> {
         wat::parse_str(HELLO)?,
         None,
     )?;
-    import(&tar)?;
+    import(&cd, &tar)?;
     let (tar, native_hello) = image(
         work.path(),
         "busybox-hello",
@@ -227,7 +315,7 @@ pub fn run(bench: StartBench) -> Result<i32> {
         b"busybox\n".to_vec(),
         Some((&["/bin/busybox", "echo", "hello"], busybox.clone())),
     )?;
-    import(&tar)?;
+    import(&cd, &tar)?;
 
     timed(&cd, Some(WASM_RUNTIME), &wasm_hello, "warm-w")?;
     timed(&cd, None, &native_hello, "warm-r")?;
@@ -241,19 +329,71 @@ pub fn run(bench: StartBench) -> Result<i32> {
         )?);
         native.push(timed(&cd, None, &native_hello, &format!("r{i}"))?);
     }
-    let (wm, rm) = (median(wasm), median(native));
-    println!(
-        "start: `ctr run --rm` hello, {} runs each, alternating, same containerd",
-        bench.runs
-    );
-    println!("  wasm (wasmbay shim, wasmtime): median {}", ms(wm));
-    println!("  busybox (runc v2 shim):        median {}", ms(rm));
-    println!(
-        "  ratio wasm / runc: {:.2}",
-        wm.as_secs_f64() / rm.as_secs_f64()
-    );
+    report.start = Some(Samples::new(wasm, native));
+    if let Some(start) = &report.start {
+        println!(
+            "start: `ctr run --rm` hello, {} runs each, alternating, same containerd",
+            bench.runs
+        );
+        println!(
+            "  wasm (wasmbay shim, wasmtime): median {:.1} ms",
+            start.wasm_median_ms
+        );
+        println!(
+            "  busybox (runc v2 shim):        median {:.1} ms",
+            start.runc_median_ms
+        );
+        println!("  ratio wasm / runc: {:.2}", start.ratio);
+    }
 
-    if bench.sleepers > 0 {
+    let timeline = crate::cmd::bench_trace::traced_start(
+        &cd,
+        WASM_RUNTIME,
+        &wasm_hello,
+        "traced",
+        &trace_dir,
+    )?;
+    println!("start-up trace of one wasm `ctr run --rm` (offset from spawning ctr, duration):");
+    for line in timeline.lines() {
+        println!("  {line}");
+    }
+    report.trace = Some(timeline);
+
+    for &parallelism in &bench.parallelism {
+        if bench.lifecycles == 0 {
+            break;
+        }
+        let w = lifecycle_rate(
+            &cd,
+            Some(WASM_RUNTIME),
+            &wasm_hello,
+            "lw",
+            parallelism,
+            bench.lifecycles,
+        )?;
+        let r = lifecycle_rate(
+            &cd,
+            None,
+            &native_hello,
+            "lr",
+            parallelism,
+            bench.lifecycles,
+        )?;
+        println!(
+            "lifecycles at parallelism {parallelism}: wasm {:.1}/s, runc {:.1}/s, ratio {:.2}",
+            w.per_second,
+            r.per_second,
+            w.per_second / r.per_second
+        );
+        report.lifecycles.push(LifecyclePair {
+            parallelism,
+            ratio: w.per_second / r.per_second,
+            wasm: w,
+            runc: r,
+        });
+    }
+
+    if !bench.sleepers.is_empty() {
         let (tar, wasm_sleep) = image(
             work.path(),
             "wasm-sleep",
@@ -261,7 +401,7 @@ pub fn run(bench: StartBench) -> Result<i32> {
             wat::parse_str(SLEEP)?,
             None,
         )?;
-        import(&tar)?;
+        import(&cd, &tar)?;
         let (tar, native_sleep) = image(
             work.path(),
             "busybox-sleep",
@@ -269,41 +409,82 @@ pub fn run(bench: StartBench) -> Result<i32> {
             b"busybox\n".to_vec(),
             Some((&["/bin/busybox", "sleep", "3600"], busybox.clone())),
         )?;
-        import(&tar)?;
-        let w = sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", bench.sleepers)?;
-        let r = sleepers_memory(&cd, None, &native_sleep, "sr", bench.sleepers)?;
-        println!(
-            "memory: PSS per sleeping container (init + shim), mean over {} containers",
-            bench.sleepers
-        );
-        println!("  wasm (wasmbay shim): {:.2} MiB", w.pss / 1024.0);
-        println!("  busybox (runc):      {:.2} MiB", r.pss / 1024.0);
-        println!(
-            "memory: shim RSS per running container ({} wasm shims, {} runc shims)",
-            w.shims, r.shims
-        );
-        println!("  wasmbay shim:  {:.2} MiB", w.shim_rss / 1024.0);
-        println!("  runc shim:     {:.2} MiB", r.shim_rss / 1024.0);
+        import(&cd, &tar)?;
+        for &per_pod in &bench.pod_sizes {
+            for &count in &bench.sleepers {
+                let w =
+                    sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", count, per_pod)?;
+                let r = sleepers_memory(&cd, None, &native_sleep, "sr", count, per_pod)?;
+                println!(
+                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims)",
+                    w.pss / 1024.0,
+                    w.shims,
+                    r.pss / 1024.0,
+                    r.shims
+                );
+                for (who, m) in [("wasm", &w), ("runc", &r)] {
+                    println!("    {who} inits: {}", m.inits.describe(count));
+                    println!("    {who} shims: {}", m.shim_parts.describe(count));
+                }
+                report.memory.push(MemoryRow {
+                    count,
+                    per_pod,
+                    wasm_pss_mib: w.pss / 1024.0,
+                    runc_pss_mib: r.pss / 1024.0,
+                    wasm_shims: w.shims,
+                    runc_shims: r.shims,
+                    wasm_shim_rss_mib: w.shim_rss / 1024.0,
+                    runc_shim_rss_mib: r.shim_rss / 1024.0,
+                });
+            }
+        }
+        // Every sleeper is gone; after the linger time no wasm shim may be left either.
+        std::thread::sleep(Duration::from_millis(2500));
+        let shims = wasmbay_testkit::processes_mentioning("containerd-shim-wasmtime-v1");
+        report.shims_left_after_sleepers = Some(shims.len());
+        if !shims.is_empty() {
+            bail!(
+                "{} wasm shim processes outlived their containers: {shims:?}",
+                shims.len()
+            );
+        }
     }
 
     if bench.big_module_mb > 0 {
         let module = crate::cmd::bench::generate_large_module(bench.big_module_mb << 20)?;
         let size = module.len();
         let (tar, big) = image(work.path(), "wasm-big", "big.wasm", module, None)?;
-        import(&tar)?;
+        import(&cd, &tar)?;
         let cold = timed(&cd, Some(WASM_RUNTIME), &big, "big-cold")?;
         let warm = median(
             (0..3)
                 .map(|i| timed(&cd, Some(WASM_RUNTIME), &big, &format!("big-warm{i}")))
                 .collect::<Result<Vec<_>>>()?,
         );
+        // The cache is on disk: a new containerd (and so new shims) still starts warm.
+        cd.stop();
+        cd = PrivateContainerd::start_with(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        import(&cd, &tar)?;
+        let restarted = timed(&cd, Some(WASM_RUNTIME), &big, "big-restarted")?;
+        let big = BigModule {
+            size_mb: size as f64 / (1 << 20) as f64,
+            layout: "app".to_string(),
+            cold_ms: cold.as_secs_f64() * 1000.0,
+            warm_ms: warm.as_secs_f64() * 1000.0,
+            after_restart_ms: restarted.as_secs_f64() * 1000.0,
+            ratio: warm.as_secs_f64() / cold.as_secs_f64(),
+        };
         println!(
-            "big module ({:.1} MB): first start {}, second start {} (median of 3), ratio {:.3}",
-            size as f64 / (1 << 20) as f64,
-            ms(cold),
-            ms(warm),
-            warm.as_secs_f64() / cold.as_secs_f64()
+            "big module ({:.1} MB, app layout): first start {:.1} ms, second start {:.1} ms (median of 3), ratio {:.3}; after restarting containerd {:.1} ms",
+            big.size_mb, big.cold_ms, big.warm_ms, big.ratio, big.after_restart_ms
         );
+        report.big_modules.push(big);
+    }
+    cd.stop();
+
+    if let Some(dir) = &bench.report {
+        report.write(dir)?;
+        println!("report written to {}", dir.display());
     }
     Ok(0)
 }

@@ -1,5 +1,10 @@
 pub mod bench;
+pub mod bench_compute;
+pub mod bench_parallel;
+pub mod bench_report;
 pub mod bench_start;
+pub mod bench_svg;
+pub mod bench_trace;
 pub mod cache;
 pub mod conformance;
 pub mod containerd;
