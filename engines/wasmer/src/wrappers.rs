@@ -20,8 +20,14 @@
 //! makes one up), so it gets `ENOTSOCK` instead of `EBADF`. A WASI preview 1 guest of wasmbay
 //! has no sockets at all (no network, no preopened sockets; only wasix's own `sock_open` makes
 //! one), so for a module that imports nothing from wasix's namespaces an open descriptor's
-//! refusal means "not a socket"; an empty descriptor 3 is `EBADF` for every module. Other calls on an empty descriptor 3 still
-//! reach wasix's made-up root.
+//! refusal means "not a socket"; an empty descriptor 3 is `EBADF` for every module. Other
+//! calls on an empty descriptor 3 still reach wasix's made-up root.
+//!
+//! *Errnos.* Other answers wasix gives differ from WASI preview 1's, each described at its
+//! wrapper: refusals for a missing right ([`checked_call`]), seeking a directory
+//! ([`FILES_ONLY`]), a short preopen name buffer, `path_readlink` truncation, `path_symlink`
+//! refusals and `path_rename` errors. Wrappers that need an answer wasix only writes to guest
+//! memory borrow some of it ([`with_scratch`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -612,3 +612,234 @@ fn sock_shutdown_of_a_non_socket_is_enotsock_and_of_nothing_ebadf() {
         .unwrap();
     assert_eq!(status, ExitStatus::Exited(EBADF));
 }
+
+/// Preview 1 calls whose wasix answers are corrected by the engine's wrappers. Each export
+/// returns the errno of the call it is named for (100 + errno when a step before it failed,
+/// 99 when guest memory the host borrowed for the answer was not put back). Address 0..64
+/// holds a pattern that must survive every call.
+const ERRNOS: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name"
+    (func $prestat_name (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_readlink"
+    (func $readlink (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_symlink"
+    (func $symlink (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_rename"
+    (func $rename (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_seek" (func $seek (param i32 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_tell" (func $tell (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "link")
+  (data (i32.const 1040) "target")
+  (data (i32.const 1056) "/etc")
+  (data (i32.const 1072) "abs")
+  (data (i32.const 1088) "nolink/")
+  (data (i32.const 1104) "dir2/")
+  (data (i32.const 1120) "empty_src")
+  (data (i32.const 1136) "full")
+  (data (i32.const 1152) "file")
+  (data (i32.const 1168) "dir2")
+  (data (i32.const 1184) ".")
+  (func $fill
+    (local $at i32)
+    (loop $l
+      (i64.store (local.get $at) (i64.const 0x0123456789abcdef))
+      (local.set $at (i32.add (local.get $at) (i32.const 8)))
+      (br_if $l (i32.lt_u (local.get $at) (i32.const 64)))))
+  (func $intact (result i32)
+    (local $at i32)
+    (loop $l
+      (if (i64.ne (i64.load (local.get $at)) (i64.const 0x0123456789abcdef))
+        (then (return (i32.const 0))))
+      (local.set $at (i32.add (local.get $at) (i32.const 8)))
+      (br_if $l (i32.lt_u (local.get $at) (i32.const 64))))
+    (i32.const 1))
+  ;; Reads `link` into a buffer of $len bytes and prints what it got.
+  (func $readlink_into (param $len i32) (result i32)
+    (local $e i32)
+    (call $fill)
+    (local.set $e (call $readlink (i32.const 3) (i32.const 1024) (i32.const 4)
+      (i32.const 2048) (local.get $len) (i32.const 2100)))
+    (if (local.get $e) (then (return (local.get $e))))
+    (if (i32.eqz (call $intact)) (then (return (i32.const 99))))
+    (i32.store (i32.const 2200) (i32.const 2048))
+    (i32.store (i32.const 2204) (i32.load (i32.const 2100)))
+    (drop (call $write (i32.const 1) (i32.const 2200) (i32.const 1) (i32.const 2208)))
+    (i32.const 0))
+  ;; Opens $path under the preopen with $oflags and $base rights; the descriptor is at 2400.
+  (func $open_at (param $path i32) (param $len i32) (param $oflags i32) (param $base i64)
+    (result i32)
+    (call $open (i32.const 3) (i32.const 0) (local.get $path) (local.get $len)
+      (local.get $oflags) (local.get $base) (i64.const 0) (i32.const 0) (i32.const 2400)))
+  (func $read_file (param $base i64) (result i32)
+    (local $e i32)
+    (local.set $e (call $open_at (i32.const 1152) (i32.const 4) (i32.const 0) (local.get $base)))
+    (if (local.get $e) (then (return (i32.add (local.get $e) (i32.const 100)))))
+    (call $fill)
+    (i32.store (i32.const 2500) (i32.const 2600))
+    (i32.store (i32.const 2504) (i32.const 16))
+    (local.set $e (call $read (i32.load (i32.const 2400)) (i32.const 2500) (i32.const 1)
+      (i32.const 2508)))
+    (if (i32.eqz (call $intact)) (then (return (i32.const 99))))
+    (local.get $e))
+  (func $open_dir (result i32)
+    ;; O_DIRECTORY, with FD_SEEK | FD_TELL | FD_READDIR asked for.
+    (call $open_at (i32.const 1184) (i32.const 1) (i32.const 2) (i64.const 0x4024)))
+  (func (export "prestat_short") (result i32)
+    (call $prestat_name (i32.const 3) (i32.const 2048) (i32.const 0)))
+  (func (export "prestat_exact") (result i32)
+    (call $prestat_name (i32.const 3) (i32.const 2048) (i32.const 1)))
+  (func (export "readlink_short") (result i32) (call $readlink_into (i32.const 4)))
+  (func (export "readlink_exact") (result i32) (call $readlink_into (i32.const 6)))
+  (func (export "symlink_absolute") (result i32)
+    (call $symlink (i32.const 1056) (i32.const 4) (i32.const 3) (i32.const 1072) (i32.const 3)))
+  (func (export "symlink_slash_new") (result i32)
+    (call $symlink (i32.const 1040) (i32.const 6) (i32.const 3) (i32.const 1088) (i32.const 7)))
+  (func (export "symlink_slash_existing") (result i32)
+    (call $symlink (i32.const 1040) (i32.const 6) (i32.const 3) (i32.const 1104) (i32.const 5)))
+  (func (export "rename_onto_full_dir") (result i32)
+    (call $rename (i32.const 3) (i32.const 1120) (i32.const 9) (i32.const 3) (i32.const 1136)
+      (i32.const 4)))
+  (func (export "rename_file_onto_dir") (result i32)
+    (call $rename (i32.const 3) (i32.const 1152) (i32.const 4) (i32.const 3) (i32.const 1168)
+      (i32.const 4)))
+  (func (export "rename_dir_onto_file") (result i32)
+    (call $rename (i32.const 3) (i32.const 1120) (i32.const 9) (i32.const 3) (i32.const 1152)
+      (i32.const 4)))
+  ;; FD_SEEK only, then FD_READ.
+  (func (export "read_without_right") (result i32) (call $read_file (i64.const 4)))
+  (func (export "read_with_right") (result i32) (call $read_file (i64.const 2)))
+  (func (export "seek_dir") (result i32)
+    (local $e i32)
+    (local.set $e (call $open_dir))
+    (if (local.get $e) (then (return (i32.add (local.get $e) (i32.const 100)))))
+    (call $fill)
+    (local.set $e (call $seek (i32.load (i32.const 2400)) (i64.const 0) (i32.const 1)
+      (i32.const 2408)))
+    (if (i32.eqz (call $intact)) (then (return (i32.const 99))))
+    (local.get $e))
+  (func (export "tell_dir") (result i32)
+    (local $e i32)
+    (local.set $e (call $open_dir))
+    (if (local.get $e) (then (return (i32.add (local.get $e) (i32.const 100)))))
+    (call $tell (i32.load (i32.const 2400)) (i32.const 2408)))
+  (func (export "seek_file") (result i32)
+    (local $e i32)
+    (local.set $e (call $open_at (i32.const 1152) (i32.const 4) (i32.const 0) (i64.const 4)))
+    (if (local.get $e) (then (return (i32.add (local.get $e) (i32.const 100)))))
+    (call $seek (i32.load (i32.const 2400)) (i64.const 2) (i32.const 0) (i32.const 2408))))"#;
+
+const EEXIST: i32 = 20;
+const EISDIR: i32 = 31;
+const ENAMETOOLONG: i32 = 37;
+const ENOENT: i32 = 44;
+const ENOTDIR: i32 = 54;
+const ENOTEMPTY: i32 = 55;
+const EPERM: i32 = 63;
+const ENOTCAPABLE: i32 = 76;
+
+/// A preopened directory with what the `ERRNOS` exports act on.
+fn errno_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(path.join("file"), "hello").unwrap();
+    std::os::unix::fs::symlink("target", path.join("link")).unwrap();
+    std::fs::create_dir(path.join("empty_src")).unwrap();
+    std::fs::create_dir(path.join("full")).unwrap();
+    std::fs::write(path.join("full/f"), "").unwrap();
+    std::fs::create_dir(path.join("dir2")).unwrap();
+    dir
+}
+
+/// Runs `entry` of `ERRNOS` with `dir` preopened as `/`: its exit status and stdout.
+fn run_errnos(
+    module: &Arc<dyn CompiledModule>,
+    dir: &std::path::Path,
+    entry: &str,
+) -> (ExitStatus, String) {
+    let file = tempfile::tempfile().unwrap();
+    let mut config = with_preopen(dir, false);
+    config.stdout = Stdio::File(file.try_clone().unwrap());
+    let status = module.run(config, Some(entry), &StopHandle::new()).unwrap();
+    (status, read_back(file))
+}
+
+#[test]
+fn preopen_name_buffer_too_small_is_enametoolong() {
+    let engine = engine();
+    let module = compile(&engine, ERRNOS);
+    let dir = errno_fixture();
+    let run = |entry| run_errnos(&module, dir.path(), entry).0;
+    assert_eq!(run("prestat_short"), ExitStatus::Exited(ENAMETOOLONG));
+    assert_eq!(run("prestat_exact"), ExitStatus::Exited(0));
+}
+
+#[test]
+fn readlink_truncates_to_the_buffer_and_leaves_other_memory_alone() {
+    let engine = engine();
+    let module = compile(&engine, ERRNOS);
+    let dir = errno_fixture();
+    assert_eq!(
+        run_errnos(&module, dir.path(), "readlink_short"),
+        (ExitStatus::Exited(0), "targ".to_string())
+    );
+    // Contents that fill the buffer exactly are not an overflow either.
+    assert_eq!(
+        run_errnos(&module, dir.path(), "readlink_exact"),
+        (ExitStatus::Exited(0), "target".to_string())
+    );
+}
+
+#[test]
+fn symlink_to_an_absolute_path_or_onto_a_trailing_slash_is_refused() {
+    let engine = engine();
+    let module = compile(&engine, ERRNOS);
+    let dir = errno_fixture();
+    let run = |entry| run_errnos(&module, dir.path(), entry).0;
+    assert_eq!(run("symlink_absolute"), ExitStatus::Exited(EPERM));
+    assert!(std::fs::symlink_metadata(dir.path().join("abs")).is_err());
+    assert_eq!(run("symlink_slash_new"), ExitStatus::Exited(ENOENT));
+    assert!(std::fs::symlink_metadata(dir.path().join("nolink")).is_err());
+    assert_eq!(run("symlink_slash_existing"), ExitStatus::Exited(EEXIST));
+    assert!(dir.path().join("dir2").is_dir());
+}
+
+#[test]
+fn failed_renames_say_why_as_rename_does() {
+    let engine = engine();
+    let module = compile(&engine, ERRNOS);
+    let dir = errno_fixture();
+    let run = |entry| run_errnos(&module, dir.path(), entry).0;
+    assert_eq!(run("rename_onto_full_dir"), ExitStatus::Exited(ENOTEMPTY));
+    assert_eq!(run("rename_file_onto_dir"), ExitStatus::Exited(EISDIR));
+    assert_eq!(run("rename_dir_onto_file"), ExitStatus::Exited(ENOTDIR));
+    // Nothing moved.
+    assert!(dir.path().join("empty_src").is_dir());
+    assert!(dir.path().join("full/f").is_file());
+    assert_eq!(std::fs::read(dir.path().join("file")).unwrap(), b"hello");
+}
+
+#[test]
+fn a_call_without_its_right_is_enotcapable() {
+    let engine = engine();
+    let module = compile(&engine, ERRNOS);
+    let dir = errno_fixture();
+    let run = |entry| run_errnos(&module, dir.path(), entry).0;
+    assert_eq!(run("read_without_right"), ExitStatus::Exited(ENOTCAPABLE));
+    assert_eq!(run("read_with_right"), ExitStatus::Exited(0));
+}
+
+#[test]
+fn a_directory_cannot_be_seeked_or_told() {
+    let engine = engine();
+    let module = compile(&engine, ERRNOS);
+    let dir = errno_fixture();
+    let run = |entry| run_errnos(&module, dir.path(), entry).0;
+    assert_eq!(run("seek_dir"), ExitStatus::Exited(EBADF));
+    assert_eq!(run("tell_dir"), ExitStatus::Exited(EBADF));
+    assert_eq!(run("seek_file"), ExitStatus::Exited(0));
+}
