@@ -669,12 +669,12 @@ fn path_readlink(
             }
             let view = memory.view(store);
             let mut count = [0; 4];
-            let mut contents = Vec::new();
-            if view.read(u64::from(at), &mut count).is_ok() {
-                contents = vec![0; u32::from_le_bytes(count).min(LINK_MAX) as usize];
-                if view.read(u64::from(at) + 4, &mut contents).is_err() {
-                    return Ok(Err(errno(Errno::Fault)));
-                }
+            if view.read(u64::from(at), &mut count).is_err() {
+                return Ok(Err(errno(Errno::Fault)));
+            }
+            let mut contents = vec![0; u32::from_le_bytes(count).min(LINK_MAX) as usize];
+            if view.read(u64::from(at) + 4, &mut contents).is_err() {
+                return Ok(Err(errno(Errno::Fault)));
             }
             Ok(Ok(contents))
         },
