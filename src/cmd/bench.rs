@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use wasmbay_shim_core::runner::ModuleLoader;
-use wasmbay_shim_core::{StopHandle, WasiConfig};
+use wasmbay_shim_core::{StopHandle, StopMode, WasiConfig};
 
 use wasmbay_engines as engines;
 
@@ -282,7 +282,7 @@ fn bench_kill(engine_name: &str, runs: usize) -> Result<i32> {
     std::fs::write(&module_path, SPIN)?;
 
     // In process: the engine's reaction to StopHandle::stop.
-    let engine = engines::create(engine_name)?;
+    let engine = engines::create(engine_name, StopMode::InGuest)?;
     let loader = ModuleLoader::new(engine.as_ref(), None);
     let (module, _) = loader.load_file(&module_path)?;
     let mut in_process = Vec::new();
