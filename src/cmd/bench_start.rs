@@ -4,18 +4,20 @@
 //!   busybox hello image (runc), alternating;
 //! - memory: PSS of every process a sleeping container needs (its shim and its init),
 //!   averaged over a set of sleepers, for both;
-//! - big module: first and second `ctr run --rm` of an image holding a large module.
+//! - big module: first and second start of an image holding a large module, app and artifact
+//!   layouts (`bench_big.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Platform};
+use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
-use crate::cmd::bench::{median, HELLO};
+use crate::cmd::bench::HELLO;
+use crate::cmd::bench_big::BigBench;
 use crate::cmd::bench_parallel::lifecycle_rate;
-use crate::cmd::bench_report::{BigModule, LifecyclePair, MemoryRow, Report, Samples};
+use crate::cmd::bench_report::{LifecyclePair, MemoryRow, Report, Samples};
 
 /// Sleeps an hour in `poll_oneoff` (one relative clock subscription), using no CPU.
 const SLEEP: &str = r#"(module
@@ -452,33 +454,21 @@ pub fn run(bench: StartBench) -> Result<i32> {
 
     if bench.big_module_mb > 0 {
         let module = crate::cmd::bench::generate_large_module(bench.big_module_mb << 20)?;
-        let size = module.len();
-        let (tar, big) = image(work.path(), "wasm-big", "big.wasm", module, None)?;
-        import(&cd, &tar)?;
-        let cold = timed(&cd, Some(WASM_RUNTIME), &big, "big-cold")?;
-        let warm = median(
-            (0..3)
-                .map(|i| timed(&cd, Some(WASM_RUNTIME), &big, &format!("big-warm{i}")))
-                .collect::<Result<Vec<_>>>()?,
-        );
-        // The cache is on disk: a new containerd (and so new shims) still starts warm.
-        cd.stop();
-        cd = PrivateContainerd::start_with(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        import(&cd, &tar)?;
-        let restarted = timed(&cd, Some(WASM_RUNTIME), &big, "big-restarted")?;
-        let big = BigModule {
-            size_mb: size as f64 / (1 << 20) as f64,
-            layout: "app".to_string(),
-            cold_ms: cold.as_secs_f64() * 1000.0,
-            warm_ms: warm.as_secs_f64() * 1000.0,
-            after_restart_ms: restarted.as_secs_f64() * 1000.0,
-            ratio: warm.as_secs_f64() / cold.as_secs_f64(),
+        let mut big = BigBench {
+            containerd: &mut cd,
+            config: &config,
+            runtime: WASM_RUNTIME,
+            cache: &cache,
+            work: work.path(),
         };
-        println!(
-            "big module ({:.1} MB, app layout): first start {:.1} ms, second start {:.1} ms (median of 3), ratio {:.3}; after restarting containerd {:.1} ms",
-            big.size_mb, big.cold_ms, big.warm_ms, big.ratio, big.after_restart_ms
-        );
-        report.big_modules.push(big);
+        for layout in [Layout::App, Layout::Artifact] {
+            let row = big.measure(&module, layout)?;
+            println!(
+                "big module ({:.1} MB, {} layout): first start {:.1} ms, second start {:.1} ms (median of 3), ratio {:.3}; after restarting containerd {:.1} ms",
+                row.size_mb, row.layout, row.cold_ms, row.warm_ms, row.ratio, row.after_restart_ms
+            );
+            report.big_modules.push(row);
+        }
     }
     cd.stop();
 
