@@ -16,6 +16,13 @@ use tracing_subscriber::Layer as _;
 
 use crate::service::Service;
 
+/// Overrides which log lines reach `WASMBAY_SHIM_LOG`, in `tracing` filter syntax; e.g.
+/// `libcontainer=debug` shows each step of a container's creation with its time.
+pub const LOG_FILTER_ENV: &str = "WASMBAY_SHIM_LOG_FILTER";
+
+const DEFAULT_LOG_FILTER: &str =
+    "info,containerd_shim_wasmtime_v1=debug,wasmbay_runtime_bridge=debug,wasmbay_shim_core=debug";
+
 /// Logs go to the file `WASMBAY_SHIM_LOG` names, when it does (containerd 1.6 gives a shim no
 /// log destination of its own); span timings go to the start-up trace when
 /// `WASMBAY_TRACE_DIR` is set. Without either, nothing is installed and spans cost nothing.
@@ -38,7 +45,7 @@ pub fn install_subscriber(process: &str) {
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(file))
             .with_filter(tracing_subscriber::EnvFilter::new(
-                "info,containerd_shim_wasmtime_v1=debug,wasmbay_runtime_bridge=debug,wasmbay_shim_core=debug",
+                std::env::var(LOG_FILTER_ENV).unwrap_or_else(|_| DEFAULT_LOG_FILTER.to_string()),
             ))
     });
     let _ = tracing_subscriber::registry()

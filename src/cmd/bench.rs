@@ -58,7 +58,7 @@ enum What {
         #[arg(long, default_value_t = 20)]
         runs: usize,
         /// Sleeping containers per kind for the memory figures, one figure per count
-        /// (`--sleepers 10,100,1000`; empty to skip).
+        /// (`--sleepers 10,100,1000`; `--sleepers 0` to skip).
         #[arg(long, value_delimiter = ',', default_values_t = [10])]
         sleepers: Vec<usize>,
         /// Containers per pod for the memory figures (`--pod-sizes 1,10`).

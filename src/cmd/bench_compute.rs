@@ -6,7 +6,7 @@
 //! with a warm cache, so the figure is execution, not compilation; the first run of each
 //! program on each engine warms the cache and is not counted. Native and wasm runs alternate.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
