@@ -4,16 +4,16 @@
 //! call `containerd.task.v2.Task`. The two versions carry the same messages for every method
 //! used here, so the same handlers are registered under both names.
 
-use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use containerd_shim::protos::shim_sync::{create_task, Task};
+use containerd_shim::protos::shim_async::{create_task, Task};
 use containerd_shim::protos::ttrpc;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Shim;
 use tracing_subscriber::Layer as _;
 
+use crate::events::EventSink;
+use crate::rpc::TaskRpc;
 use crate::service::Service;
 
 /// Overrides which log lines reach `WASMBAY_SHIM_LOG`, in `tracing` filter syntax; e.g.
@@ -54,6 +54,9 @@ pub fn install_subscriber(process: &str) {
         .try_init();
 }
 
+/// Requests one shim serves at once; each pending `wait` is one.
+const MAX_REQUESTS_IN_FLIGHT: usize = 8192;
+
 pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     let flags = containerd_shim::parse(args).context("shim flags")?;
     install_subscriber("shim");
@@ -75,14 +78,27 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     };
     let mut shim = Service::new(runtime_id, &flags, &mut config);
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
-    let publisher =
-        RemotePublisher::new(&ttrpc_address).context("connecting the event publisher")?;
-    let task: Arc<dyn Task + Send + Sync> = Arc::new(shim.create_task_service(publisher));
-    let mut methods = create_task(task.clone());
-    for (path, handler) in create_task(task) {
-        methods.insert(
-            path.replace("/containerd.task.v3.", "/containerd.task.v2."),
-            handler,
+    // One worker is enough: every request hands its work to the blocking pool at once. Each
+    // container's pending `wait` holds a blocking thread until it exits, so the pool must not
+    // cap below the containers one shim may serve (a namespace's); idle threads end after 10 s.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(MAX_REQUESTS_IN_FLIGHT)
+        .thread_name("shim-rpc")
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let events = runtime
+        .block_on(EventSink::connect(&ttrpc_address, runtime.handle().clone()))
+        .context("connecting the event publisher")?;
+    shim.set_events(events);
+    let task: Arc<dyn Task + Send + Sync> = Arc::new(TaskRpc(shim.clone()));
+    // containerd 1.6 calls the task service as v2, newer ones as v3; the messages are the same.
+    let mut services = create_task(task.clone());
+    for (name, service) in create_task(task) {
+        services.insert(
+            name.replace("containerd.task.v3.", "containerd.task.v2."),
+            service,
         );
     }
 
@@ -94,13 +110,17 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     if let Some(dir) = std::path::Path::new(socket).parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
-    let listener = std::os::unix::net::UnixListener::bind(socket)
-        .with_context(|| format!("listening on {socket}"))?;
-    let mut server = ttrpc::Server::new()
-        .add_listener(listener.into_raw_fd())
-        .context("ttrpc listener")?
-        .register_service(methods);
-    server.start().context("starting the ttrpc server")?;
+    let mut server = {
+        // The listener registers with the runtime's reactor as it is made.
+        let _reactor = runtime.enter();
+        ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{socket}"))
+            .with_context(|| format!("listening on {socket}"))?
+            .register_service(services)
+    };
+    runtime
+        .block_on(server.start())
+        .context("starting the ttrpc server")?;
     drop(_boot);
 
     // The `start` action waits for this process's stdout to close before it answers
@@ -111,7 +131,9 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     }
 
     Shim::wait(&mut shim);
-    server.shutdown();
+    if let Err(e) = runtime.block_on(server.shutdown()) {
+        tracing::warn!(error = %e, "ttrpc server shutdown");
+    }
     let _ = std::fs::remove_file(socket);
     Ok(())
 }

@@ -118,6 +118,9 @@ struct SleeperMemory {
     /// RSS of the shim processes alone (shared pages counted in full, per shim).
     shim_rss: f64,
     shims: usize,
+    /// Context switches per second of all shim threads together while the sleepers sleep:
+    /// what idle containers cost the node's CPUs.
+    shim_wakeups: f64,
     /// Where the PSS goes, summed over the inits and over the shims, per container.
     inits: Rollup,
     shim_parts: Rollup,
@@ -161,6 +164,34 @@ fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Context switches (voluntary and not) of every thread of `pids`, summed.
+fn context_switches(pids: &std::collections::BTreeSet<u32>) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
+}
+
+/// How often the threads of `pids` wake up, measured over one second of idleness.
+fn wakeups_per_second(pids: &std::collections::BTreeSet<u32>) -> f64 {
+    let before = context_switches(pids);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = context_switches(pids);
+    after.saturating_sub(before) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Starts `count` detached containers of `image`, `per_pod` of them sharing a pod (the CRI
@@ -226,6 +257,7 @@ fn sleepers_memory(
         shim_parts.add(Rollup::of(shim));
     }
     let shim_rss: u64 = shims.iter().map(|&p| rss_kib(p)).sum();
+    let shim_wakeups = wakeups_per_second(&shims);
     for id in &ids {
         let _ = cd
             .ctr()
@@ -259,6 +291,7 @@ fn sleepers_memory(
         pss: total as f64 / count as f64,
         shim_rss: shim_rss as f64 / count as f64,
         shims: shims.len(),
+        shim_wakeups,
         inits,
         shim_parts,
     })
@@ -418,11 +451,13 @@ pub fn run(bench: StartBench) -> Result<i32> {
                     sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", count, per_pod)?;
                 let r = sleepers_memory(&cd, None, &native_sleep, "sr", count, per_pod)?;
                 println!(
-                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims)",
+                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims); idle shim wake-ups/s wasm {:.0}, runc {:.0}",
                     w.pss / 1024.0,
                     w.shims,
                     r.pss / 1024.0,
-                    r.shims
+                    r.shims,
+                    w.shim_wakeups,
+                    r.shim_wakeups
                 );
                 for (who, m) in [("wasm", &w), ("runc", &r)] {
                     println!("    {who} inits: {}", m.inits.describe(count));
@@ -437,6 +472,8 @@ pub fn run(bench: StartBench) -> Result<i32> {
                     runc_shims: r.shims,
                     wasm_shim_rss_mib: w.shim_rss / 1024.0,
                     runc_shim_rss_mib: r.shim_rss / 1024.0,
+                    wasm_shim_wakeups: w.shim_wakeups,
+                    runc_shim_wakeups: r.shim_wakeups,
                 });
             }
         }
