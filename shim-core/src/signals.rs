@@ -44,5 +44,9 @@ pub fn stop_with_grace(stop: &StopHandle, signal: i32) {
     }
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    std::process::exit(128 + stop.requested().unwrap_or(signal));
+    // `_exit`, not `exit`: this runs on a side thread while the guest's thread may still be
+    // inside the engine, and `exit` would run process-wide destructors and handlers under it.
+    // Buffered output was flushed just above.
+    // SAFETY: `_exit` only ends the process; it touches no memory of this one.
+    unsafe { libc::_exit(128 + stop.requested().unwrap_or(signal)) }
 }
