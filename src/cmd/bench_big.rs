@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
-use wasmbay_testkit::{ApiClient, ApiContainer, ContainerdConfig, PrivateContainerd};
+use wasmbay_testkit::{process_spec, ApiClient, ApiContainer, ContainerdConfig, PrivateContainerd};
 
 use crate::cmd::bench::median;
 use crate::cmd::bench_report::BigModule;
+use crate::cmd::bench_start::timed;
 
 /// How long one start of the big module may take: its first start compiles 25 MB or more.
 const TIMEOUT: Duration = Duration::from_secs(600);
@@ -86,20 +87,7 @@ impl BigBench<'_> {
 
     fn start(&self, image: &str, layout: Layout, id: &str) -> Result<Duration> {
         match layout {
-            Layout::App => {
-                let mut run = self.containerd.ctr_run();
-                run.args(["--rm", "--runtime", self.runtime, image, id]);
-                let started = Instant::now();
-                let output = self
-                    .containerd
-                    .run_ok(&mut run, TIMEOUT)
-                    .map_err(|e| anyhow!("{e}"))?;
-                let elapsed = started.elapsed();
-                if output.stdout.is_empty() {
-                    bail!("{image}: no output");
-                }
-                Ok(elapsed)
-            }
+            Layout::App => timed(self.containerd, Some(self.runtime), image, id, TIMEOUT),
             Layout::Artifact => {
                 let client =
                     ApiClient::connect(self.containerd.address(), self.containerd.namespace())
@@ -112,7 +100,8 @@ impl BigBench<'_> {
                     id,
                     image,
                     runtime: self.runtime,
-                    spec_json: spec_json(id)?,
+                    spec_json: process_spec(&["/big.wasm"], &format!("/wasmbay-bench/{id}"))
+                        .map_err(|e| anyhow!("{e}"))?,
                 };
                 let started = Instant::now();
                 let status = client
@@ -135,22 +124,4 @@ fn layout_name(layout: Layout) -> &'static str {
         Layout::App => "app",
         Layout::Artifact => "artifact",
     }
-}
-
-/// The OCI spec `ctr run` would give the artifact container: the module as the process, in
-/// its own cgroup.
-fn spec_json(id: &str) -> Result<Vec<u8>> {
-    use wasmbay_shim_core::oci_spec::runtime::{ProcessBuilder, Spec};
-    let mut spec = Spec::default();
-    let process = ProcessBuilder::default()
-        .args(vec!["/big.wasm".to_string()])
-        .cwd("/")
-        .env(vec!["PATH=/".to_string()])
-        .terminal(false)
-        .build()?;
-    spec.set_process(Some(process));
-    if let Some(linux) = spec.linux_mut() {
-        linux.set_cgroups_path(Some(format!("/wasmbay-bench/{id}").into()));
-    }
-    Ok(serde_json::to_vec(&spec)?)
 }

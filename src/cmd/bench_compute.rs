@@ -10,9 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cmd::bench::median;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+
+use crate::cmd::bench::median;
 
 /// Each program with the argument that sizes its work.
 const PROGRAMS: [(&str, &str); 3] = [

@@ -72,7 +72,14 @@ fn image(
     Ok((path, reference.to_string()))
 }
 
-fn timed(cd: &PrivateContainerd, runtime: Option<&str>, image: &str, id: &str) -> Result<Duration> {
+/// Wall time of one `ctr run --rm` of `image` that must print something.
+pub(crate) fn timed(
+    cd: &PrivateContainerd,
+    runtime: Option<&str>,
+    image: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<Duration> {
     let mut run = cd.ctr_run();
     run.arg("--rm");
     if let Some(runtime) = runtime {
@@ -80,7 +87,7 @@ fn timed(cd: &PrivateContainerd, runtime: Option<&str>, image: &str, id: &str) -
     }
     run.args([image, id]);
     let started = Instant::now();
-    let output = cd.run_ok(&mut run, TIMEOUT)?;
+    let output = cd.run_ok(&mut run, timeout)?;
     let elapsed = started.elapsed();
     if output.stdout.is_empty() {
         bail!("{image}: no output");
@@ -352,8 +359,8 @@ pub fn run(bench: StartBench) -> Result<i32> {
     )?;
     import(&cd, &tar)?;
 
-    timed(&cd, Some(WASM_RUNTIME), &wasm_hello, "warm-w")?;
-    timed(&cd, None, &native_hello, "warm-r")?;
+    timed(&cd, Some(WASM_RUNTIME), &wasm_hello, "warm-w", TIMEOUT)?;
+    timed(&cd, None, &native_hello, "warm-r", TIMEOUT)?;
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     for i in 0..bench.runs {
         wasm.push(timed(
@@ -361,8 +368,9 @@ pub fn run(bench: StartBench) -> Result<i32> {
             Some(WASM_RUNTIME),
             &wasm_hello,
             &format!("w{i}"),
+            TIMEOUT,
         )?);
-        native.push(timed(&cd, None, &native_hello, &format!("r{i}"))?);
+        native.push(timed(&cd, None, &native_hello, &format!("r{i}"), TIMEOUT)?);
     }
     report.start = Some(Samples::new(wasm, native));
     if let Some(start) = &report.start {
