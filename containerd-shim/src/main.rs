@@ -7,9 +7,11 @@
 //! pod's pause container, sidecars) are exec'd as runc would.
 
 mod content;
+mod events;
 mod grouping;
 mod oom;
 mod rootfs;
+mod rpc;
 mod serve;
 mod service;
 mod stdio;

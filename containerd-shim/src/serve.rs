@@ -4,17 +4,24 @@
 //! call `containerd.task.v2.Task`. The two versions carry the same messages for every method
 //! used here, so the same handlers are registered under both names.
 
-use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use containerd_shim::protos::shim_sync::{create_task, Task};
+use containerd_shim::protos::shim_async::{create_task, Task};
 use containerd_shim::protos::ttrpc;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Shim;
 use tracing_subscriber::Layer as _;
 
+use crate::events::EventSink;
+use crate::rpc::TaskRpc;
 use crate::service::Service;
+
+/// Overrides which log lines reach `WASMBAY_SHIM_LOG`, in `tracing` filter syntax; e.g.
+/// `libcontainer=debug` shows each step of a container's creation with its time.
+pub const LOG_FILTER_ENV: &str = "WASMBAY_SHIM_LOG_FILTER";
+
+const DEFAULT_LOG_FILTER: &str =
+    "info,containerd_shim_wasmtime_v1=debug,wasmbay_runtime_bridge=debug,wasmbay_shim_core=debug";
 
 /// Logs go to the file `WASMBAY_SHIM_LOG` names, when it does (containerd 1.6 gives a shim no
 /// log destination of its own); span timings go to the start-up trace when
@@ -38,7 +45,7 @@ pub fn install_subscriber(process: &str) {
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(file))
             .with_filter(tracing_subscriber::EnvFilter::new(
-                "info,containerd_shim_wasmtime_v1=debug,wasmbay_runtime_bridge=debug,wasmbay_shim_core=debug",
+                std::env::var(LOG_FILTER_ENV).unwrap_or_else(|_| DEFAULT_LOG_FILTER.to_string()),
             ))
     });
     let _ = tracing_subscriber::registry()
@@ -46,6 +53,9 @@ pub fn install_subscriber(process: &str) {
         .with(recorder)
         .try_init();
 }
+
+/// Requests one shim serves at once; each pending `wait` is one.
+const MAX_REQUESTS_IN_FLIGHT: usize = 8192;
 
 pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     let flags = containerd_shim::parse(args).context("shim flags")?;
@@ -68,14 +78,27 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     };
     let mut shim = Service::new(runtime_id, &flags, &mut config);
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
-    let publisher =
-        RemotePublisher::new(&ttrpc_address).context("connecting the event publisher")?;
-    let task: Arc<dyn Task + Send + Sync> = Arc::new(shim.create_task_service(publisher));
-    let mut methods = create_task(task.clone());
-    for (path, handler) in create_task(task) {
-        methods.insert(
-            path.replace("/containerd.task.v3.", "/containerd.task.v2."),
-            handler,
+    // One worker is enough: every request hands its work to the blocking pool at once. Each
+    // container's pending `wait` holds a blocking thread until it exits, so the pool must not
+    // cap below the containers one shim may serve (a namespace's); idle threads end after 10 s.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(MAX_REQUESTS_IN_FLIGHT)
+        .thread_name("shim-rpc")
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let events = runtime
+        .block_on(EventSink::connect(&ttrpc_address, runtime.handle().clone()))
+        .context("connecting the event publisher")?;
+    shim.set_events(events);
+    let task: Arc<dyn Task + Send + Sync> = Arc::new(TaskRpc(shim.clone()));
+    // containerd 1.6 calls the task service as v2, newer ones as v3; the messages are the same.
+    let mut services = create_task(task.clone());
+    for (name, service) in create_task(task) {
+        services.insert(
+            name.replace("containerd.task.v3.", "containerd.task.v2."),
+            service,
         );
     }
 
@@ -87,13 +110,17 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     if let Some(dir) = std::path::Path::new(socket).parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
-    let listener = std::os::unix::net::UnixListener::bind(socket)
-        .with_context(|| format!("listening on {socket}"))?;
-    let mut server = ttrpc::Server::new()
-        .add_listener(listener.into_raw_fd())
-        .context("ttrpc listener")?
-        .register_service(methods);
-    server.start().context("starting the ttrpc server")?;
+    let mut server = {
+        // The listener registers with the runtime's reactor as it is made.
+        let _reactor = runtime.enter();
+        ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{socket}"))
+            .with_context(|| format!("listening on {socket}"))?
+            .register_service(services)
+    };
+    runtime
+        .block_on(server.start())
+        .context("starting the ttrpc server")?;
     drop(_boot);
 
     // The `start` action waits for this process's stdout to close before it answers
@@ -104,7 +131,9 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     }
 
     Shim::wait(&mut shim);
-    server.shutdown();
+    if let Err(e) = runtime.block_on(server.shutdown()) {
+        tracing::warn!(error = %e, "ttrpc server shutdown");
+    }
     let _ = std::fs::remove_file(socket);
     Ok(())
 }

@@ -11,9 +11,7 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{
-    Config, Context, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult,
-};
+use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcResult};
 use wasmbay_runtime_bridge::libcontainer::container::builder::ContainerBuilder;
 use wasmbay_runtime_bridge::libcontainer::container::Container;
 use wasmbay_runtime_bridge::libcontainer::signal::Signal;
@@ -26,6 +24,7 @@ use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
 use crate::content::ContentStore;
+use crate::events::EventSink;
 use crate::grouping::{Grouping, LINGER_ENV, SANDBOX_ANNOTATION};
 use crate::stdio::{open_output, open_stdin};
 
@@ -101,7 +100,7 @@ struct Inner {
     exit: Arc<ExitSignal>,
     tasks: Mutex<HashMap<String, Task>>,
     exited: Condvar,
-    publisher: Mutex<Option<RemotePublisher>>,
+    publisher: Mutex<Option<EventSink>>,
     /// This shim's socket, removed before an idle shim exits so no new container is sent to it.
     socket: PathBuf,
     /// How long the shim outlives its last container.
@@ -177,6 +176,15 @@ fn engine_of_runtime(runtime_id: &str) -> String {
 }
 
 impl Service {
+    /// Where this shim's task events go from now on.
+    pub(crate) fn set_events(&self, sink: EventSink) {
+        *self
+            .inner
+            .publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+
     fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
         let publisher = self
             .inner
@@ -184,9 +192,7 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(publisher) = publisher.as_ref() {
-            if let Err(e) =
-                publisher.publish(Context::default(), topic, &self.inner.namespace, event)
-            {
+            if let Err(e) = publisher.publish(topic, &self.inner.namespace, event) {
                 tracing::warn!(topic, error = %e, "cannot publish event");
             }
         }
@@ -424,8 +430,15 @@ impl Service {
     }
 }
 
+/// The shim crate's `run`, used here for the `start` and `delete` actions only, needs a
+/// blocking task service type; the daemon serves [`crate::rpc::TaskRpc`] (`serve.rs`), so this
+/// one is never served and every call would get the generated "not implemented" answer.
+pub struct NotServed;
+
+impl containerd_shim::Task for NotServed {}
+
 impl containerd_shim::Shim for Service {
-    type T = Service;
+    type T = NotServed;
 
     fn new(runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         // A bad setting was refused by `start`, which reads the same environment; the daemon
@@ -516,13 +529,8 @@ impl containerd_shim::Shim for Service {
         self.inner.exit.wait();
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        *self
-            .inner
-            .publisher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(publisher);
-        self.clone()
+    fn create_task_service(&self, _publisher: RemotePublisher) -> Self::T {
+        NotServed
     }
 }
 
@@ -534,10 +542,11 @@ fn status_of(task: &Task) -> api::Status {
     }
 }
 
-impl containerd_shim::Task for Service {
-    fn create(
+/// The task API, called by `rpc::TaskRpc` on a blocking thread for each request: libcontainer
+/// and the waits on container exits are synchronous.
+impl Service {
+    pub(crate) fn create(
         &self,
-        _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
         let _span = tracing::info_span!("task.create", id = %req.id).entered();
@@ -559,11 +568,7 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn start(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StartRequest,
-    ) -> TtrpcResult<api::StartResponse> {
+    pub(crate) fn start(&self, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
         let _span = tracing::info_span!("task.start", id = %req.id).entered();
         tracing::debug!(id = %req.id, "start");
         let pid = {
@@ -592,11 +597,7 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn state(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StateRequest,
-    ) -> TtrpcResult<api::StateResponse> {
+    pub(crate) fn state(&self, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         let (exit_status, exited_at) = task.exit.clone().unwrap_or((0, Timestamp::default()));
@@ -614,7 +615,7 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+    pub(crate) fn wait(&self, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
         let _span = tracing::info_span!("task.wait", id = %req.id).entered();
         tracing::debug!(id = %req.id, "wait");
         let mut tasks = self.lock();
@@ -635,7 +636,7 @@ impl containerd_shim::Task for Service {
         }
     }
 
-    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn kill(&self, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         let mut tasks = self.lock();
         let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
         if task.phase == Phase::Stopped {
@@ -646,11 +647,7 @@ impl containerd_shim::Task for Service {
         Ok(api::Empty::new())
     }
 
-    fn delete(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::DeleteRequest,
-    ) -> TtrpcResult<api::DeleteResponse> {
+    pub(crate) fn delete(&self, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
         let _span = tracing::info_span!("task.delete", id = %req.id).entered();
         let mut task = {
             let mut tasks = self.lock();
@@ -680,41 +677,33 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn exec(&self, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
         Err(unsupported("exec"))
     }
 
-    fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn pause(&self, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         Err(unsupported("pause"))
     }
 
-    fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn resume(&self, _req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
         Err(unsupported("resume"))
     }
 
-    fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn update(&self, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
         Err(unsupported("update"))
     }
 
-    fn checkpoint(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: api::CheckpointTaskRequest,
-    ) -> TtrpcResult<api::Empty> {
+    pub(crate) fn checkpoint(&self, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
         Err(unsupported("checkpoint"))
     }
 
-    fn resize_pty(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: api::ResizePtyRequest,
-    ) -> TtrpcResult<api::Empty> {
+    pub(crate) fn resize_pty(&self, _req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
         Err(unsupported("terminals (resize_pty)"))
     }
 
     /// The shim keeps no copy of a task's stdin (the container holds the only one), so there
     /// is nothing of its own to close.
-    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn close_io(&self, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         if self.lock().contains_key(&req.id) {
             Ok(api::Empty::new())
         } else {
@@ -722,7 +711,7 @@ impl containerd_shim::Task for Service {
         }
     }
 
-    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+    pub(crate) fn pids(&self, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
         use libcgroups::common::CgroupManager;
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
@@ -741,11 +730,7 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn stats(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::StatsRequest,
-    ) -> TtrpcResult<api::StatsResponse> {
+    pub(crate) fn stats(&self, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
         use libcgroups::common::CgroupManager;
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
@@ -765,11 +750,7 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn connect(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::ConnectRequest,
-    ) -> TtrpcResult<api::ConnectResponse> {
+    pub(crate) fn connect(&self, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
         let task_pid = self.lock().get(&req.id).map(|t| t.pid).unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
@@ -779,7 +760,7 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+    pub(crate) fn shutdown(&self, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
         if self.lock().is_empty() {
             self.exit_when_idle();
         }

@@ -1,6 +1,6 @@
 //! The shim under a private containerd, driven by `ctr` as a user would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 mod common;
@@ -277,20 +277,7 @@ fn a_killed_shim_leaves_nothing_behind() {
 
 /// An OCI spec for a container created through the API: runc's defaults, our args.
 fn api_spec(id: &str, args: &[&str]) -> Vec<u8> {
-    use wasmbay_shim_core::oci_spec::runtime::{ProcessBuilder, Spec};
-    let mut spec = Spec::default();
-    let process = ProcessBuilder::default()
-        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-        .cwd("/")
-        .env(vec!["PATH=/".to_string()])
-        .terminal(false)
-        .build()
-        .unwrap();
-    spec.set_process(Some(process));
-    if let Some(linux) = spec.linux_mut() {
-        linux.set_cgroups_path(Some(PathBuf::from(format!("/wasmbay-test/{id}"))));
-    }
-    serde_json::to_vec(&spec).unwrap()
+    wasmbay_testkit::process_spec(args, &format!("/wasmbay-test/{id}")).unwrap()
 }
 
 #[test]

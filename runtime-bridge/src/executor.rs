@@ -8,6 +8,7 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use wasmbay_shim_core::entrypoint::{detect_file, resolve_program, Entrypoint, FileFormat};
 use wasmbay_shim_core::oci::{workload_from_spec, RootView, WorkloadSpec};
 use wasmbay_shim_core::oci_spec::runtime::Spec;
+use wasmbay_shim_core::StopMode;
 
 use crate::guest::run_guest;
 use crate::handler::{decide, Decision};
@@ -127,7 +128,7 @@ impl Executor for WasmExecutor {
                     Ok(())
                 } else {
                     Err(ExecutorValidationError::ArgValidationError(
-                        wasmbay_engines::create(&self.engine)
+                        wasmbay_engines::create(&self.engine, StopMode::ExitProcess)
                             .err()
                             .map(|e| e.to_string())
                             .unwrap_or_default(),

@@ -8,7 +8,7 @@ use wasmbay_shim_core::engine::error_codes;
 use wasmbay_shim_core::entrypoint::Entrypoint;
 use wasmbay_shim_core::runner::ModuleLoader;
 use wasmbay_shim_core::signals::stop_on_signals;
-use wasmbay_shim_core::{CompiledModule, ExitStatus, StopHandle, WasiConfig};
+use wasmbay_shim_core::{CompiledModule, ExitStatus, StopHandle, StopMode, WasiConfig};
 
 use crate::prepare::{FileIdentity, ModuleSource, PreparedArtifact, PreparedCode};
 
@@ -149,7 +149,7 @@ pub fn run_guest(
         );
     }
     let load_span = tracing::info_span!("guest.load", engine = engine_name).entered();
-    let engine = match wasmbay_engines::create(engine_name) {
+    let engine = match wasmbay_engines::create(engine_name, StopMode::ExitProcess) {
         Ok(engine) => engine,
         Err(e) => die(error_codes::RUNTIME, &e.to_string()),
     };

@@ -18,7 +18,7 @@ use wasmbay_shim_core::entrypoint::{detect_file, resolve_program};
 use wasmbay_shim_core::oci::{workload_from_spec, RootView};
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 use wasmbay_shim_core::runner::{DigestArtifact, LoadError, ModuleLoader};
-use wasmbay_shim_core::ModuleKind;
+use wasmbay_shim_core::{ModuleKind, StopMode};
 
 use crate::handler::{decide, Decision};
 
@@ -152,7 +152,7 @@ pub fn prepare(
     // The engine is created only for wasm containers: pause containers and sidecars pay nothing.
     // An engine that is not compiled in is reported by the executor's validation, in the
     // container's own words.
-    let Ok(engine) = wasmbay_engines::shared(engine_name) else {
+    let Ok(engine) = wasmbay_engines::shared(engine_name, StopMode::ExitProcess) else {
         return Ok(None);
     };
     let loader = ModuleLoader::new(engine.as_ref(), cache);
@@ -186,9 +186,11 @@ pub fn prepare_layer(
     cache: Option<ModuleCache>,
 ) -> Result<PreparedArtifact, LoadError> {
     let origin = PathBuf::from(&layer.name);
-    let engine = wasmbay_engines::shared(engine_name).map_err(|e| LoadError::Engine {
-        path: origin.clone(),
-        source: wasmbay_shim_core::EngineError::Internal(e.to_string()),
+    let engine = wasmbay_engines::shared(engine_name, StopMode::ExitProcess).map_err(|e| {
+        LoadError::Engine {
+            path: origin.clone(),
+            source: wasmbay_shim_core::EngineError::Internal(e.to_string()),
+        }
     })?;
     let loader = ModuleLoader::new(engine.as_ref(), cache);
     let code = match loader.prepare_by_digest(&origin, &layer.sha256, layer.fetch)? {

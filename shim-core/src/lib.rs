@@ -26,7 +26,7 @@ pub mod wasi;
 
 pub use engine::{CompiledModule, Engine, EngineError, ModuleKind};
 pub use exit::ExitStatus;
-pub use stop::StopHandle;
+pub use stop::{StopHandle, StopMode};
 pub use wasi::{Preopen, Stdio, WasiConfig};
 
 /// The OCI spec crate this crate's public API uses, re-exported so that callers never mix two

@@ -35,11 +35,18 @@ pub fn stop_on_signals(stop: &StopHandle) -> std::io::Result<()> {
 }
 
 /// Stops the guest, and ends the process with 128+signal if the guest has not returned within
-/// [`STOP_GRACE`].
+/// [`STOP_GRACE`]. A guest the stop cannot reach ([`crate::StopMode::ExitProcess`]) gets no
+/// grace: waiting would only delay the same end.
 pub fn stop_with_grace(stop: &StopHandle, signal: i32) {
     stop.stop(signal);
-    std::thread::sleep(STOP_GRACE);
+    if stop.reaches_guest() {
+        std::thread::sleep(STOP_GRACE);
+    }
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    std::process::exit(128 + stop.requested().unwrap_or(signal));
+    // `_exit`, not `exit`: this runs on a side thread while the guest's thread may still be
+    // inside the engine, and `exit` would run process-wide destructors and handlers under it.
+    // Buffered output was flushed just above.
+    // SAFETY: `_exit` only ends the process; it touches no memory of this one.
+    unsafe { libc::_exit(128 + stop.requested().unwrap_or(signal)) }
 }

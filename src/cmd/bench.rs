@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use wasmbay_shim_core::runner::ModuleLoader;
-use wasmbay_shim_core::{EngineError, ModuleKind, StopHandle, WasiConfig};
+use wasmbay_shim_core::{EngineError, ModuleKind, StopHandle, StopMode, WasiConfig};
 
 use wasmbay_engines as engines;
 
@@ -61,7 +61,7 @@ enum What {
         #[arg(long, default_value_t = 20)]
         runs: usize,
         /// Sleeping containers per kind for the memory figures, one figure per count
-        /// (`--sleepers 10,100,1000`; empty to skip).
+        /// (`--sleepers 10,100,1000`; `--sleepers 0` to skip).
         #[arg(long, value_delimiter = ',', default_values_t = [10])]
         sleepers: Vec<usize>,
         /// Containers per pod for the memory figures (`--pod-sizes 1,10`).
@@ -268,7 +268,8 @@ fn bench_cache(engine: &str, size_mb: usize, runs: usize, keep: Option<PathBuf>)
     );
 
     // In process, without a CLI start around it: what compiling this module costs the engine.
-    let compiler = engines::create(engine)?;
+    // ExitProcess: the code a container's init compiles and loads.
+    let compiler = engines::create(engine, StopMode::ExitProcess)?;
     let mut compile = Vec::new();
     let mut precompile = Vec::new();
     for _ in 0..runs {
@@ -332,7 +333,7 @@ fn bench_kill(engine_name: &str, runs: usize) -> Result<i32> {
     std::fs::write(&module_path, SPIN)?;
 
     // In process: the engine's reaction to StopHandle::stop.
-    let engine = engines::create(engine_name)?;
+    let engine = engines::create(engine_name, StopMode::InGuest)?;
     let loader = ModuleLoader::new(engine.as_ref(), None);
     let (module, _) = loader.load_file(&module_path)?;
     let mut in_process = Vec::new();

@@ -4,15 +4,16 @@
 //! The programs live in `bench/compute` (a workspace of their own) and are built here for the
 //! host and for wasm32-wasip1 with the same profile. Each wasm run goes through `wasmbay run`
 //! with a warm cache, so the figure is execution, not compilation; the first run of each
-//! program on each engine warms the cache and is not counted.
+//! program on each engine warms the cache and is not counted. Native and wasm runs alternate.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cmd::bench::median;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+
+use crate::cmd::bench::median;
 
 /// Each program with the argument that sizes its work.
 const PROGRAMS: [(&str, &str); 3] = [
@@ -62,6 +63,9 @@ fn time_run(command: &mut Command) -> Result<(Duration, Vec<u8>)> {
 }
 
 pub fn run(source: &Path, engines: &[String], runs: usize) -> Result<Vec<ComputeRow>> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     build(source, None)?;
     build(source, Some("wasm32-wasip1"))?;
     let exe = std::env::current_exe()?;
@@ -70,32 +74,40 @@ pub fn run(source: &Path, engines: &[String], runs: usize) -> Result<Vec<Compute
     let wasm_dir = source.join("target/wasm32-wasip1/release");
     let mut rows = Vec::new();
     for (program, arg) in PROGRAMS {
-        let native: PathBuf = native_dir.join(program);
-        let (_, expected) = time_run(Command::new(&native).arg(arg))?;
-        let native_ms = median(
-            (0..runs)
-                .map(|_| time_run(Command::new(&native).arg(arg)).map(|(t, _)| t))
-                .collect::<Result<Vec<_>>>()?,
-        );
+        let native = || {
+            let mut run = Command::new(native_dir.join(program));
+            run.arg(arg);
+            run
+        };
         let module = wasm_dir.join(format!("{program}.wasm"));
+        let wasm = |engine: &str| {
+            let mut run = Command::new(&exe);
+            run.env("WASMBAY_CACHE_DIR", cache.path())
+                .args(["run", "--engine", engine])
+                .arg(&module)
+                .arg(arg);
+            run
+        };
+        let (_, expected) = time_run(&mut native())?;
         for engine in engines {
-            let wasm = || {
-                let mut run = Command::new(&exe);
-                run.env("WASMBAY_CACHE_DIR", cache.path())
-                    .args(["run", "--engine", engine])
-                    .arg(&module)
-                    .arg(arg);
-                run
-            };
-            let (_, output) = time_run(&mut wasm())?;
+            let (_, output) = time_run(&mut wasm(engine))?;
             if output != expected {
                 bail!("{program} on {engine}: output differs from the native build's");
             }
-            let wasm_ms = median(
-                (0..runs)
-                    .map(|_| time_run(&mut wasm()).map(|(t, _)| t))
-                    .collect::<Result<Vec<_>>>()?,
-            );
+        }
+        // Native and each engine take turns within a run, so a burst of load on this shared
+        // machine falls on all of them rather than on whichever was measured at the time.
+        let mut native_times = Vec::with_capacity(runs);
+        let mut wasm_times = vec![Vec::with_capacity(runs); engines.len()];
+        for _ in 0..runs {
+            native_times.push(time_run(&mut native())?.0);
+            for (engine, times) in engines.iter().zip(&mut wasm_times) {
+                times.push(time_run(&mut wasm(engine))?.0);
+            }
+        }
+        let native_ms = median(native_times);
+        for (engine, times) in engines.iter().zip(wasm_times) {
+            let wasm_ms = median(times);
             let row = ComputeRow {
                 program: program.to_string(),
                 engine: engine.clone(),

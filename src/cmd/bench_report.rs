@@ -127,6 +127,9 @@ pub struct MemoryRow {
     pub runc_shims: usize,
     pub wasm_shim_rss_mib: f64,
     pub runc_shim_rss_mib: f64,
+    /// Context switches per second of all shims together while the sleepers sleep.
+    pub wasm_shim_wakeups: f64,
+    pub runc_shim_wakeups: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -303,15 +306,22 @@ impl Report {
             let _ = writeln!(md, "## Memory of sleeping containers\n");
             let _ = writeln!(
                 md,
-                "PSS of every init and every shim process, divided by the number of containers.\n"
+                "PSS of every init and every shim process, divided by the number of containers. Wake-ups: context switches per second of all shim threads together while the containers sleep.\n"
             );
-            let _ = writeln!(md, "| sleepers | per pod | wasm PSS/container | runc PSS/container | wasm shims | runc shims |");
-            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            let _ = writeln!(md, "| sleepers | per pod | wasm PSS/container | runc PSS/container | wasm shims | runc shims | wasm shim wake-ups/s | runc shim wake-ups/s |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
             for r in &self.memory {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.2} MiB | {:.2} MiB | {} | {} |",
-                    r.count, r.per_pod, r.wasm_pss_mib, r.runc_pss_mib, r.wasm_shims, r.runc_shims
+                    "| {} | {} | {:.2} MiB | {:.2} MiB | {} | {} | {:.0} | {:.0} |",
+                    r.count,
+                    r.per_pod,
+                    r.wasm_pss_mib,
+                    r.runc_pss_mib,
+                    r.wasm_shims,
+                    r.runc_shims,
+                    r.wasm_shim_wakeups,
+                    r.runc_shim_wakeups
                 );
             }
             if let Some(left) = self.shims_left_after_sleepers {

@@ -4,18 +4,20 @@
 //!   busybox hello image (runc), alternating;
 //! - memory: PSS of every process a sleeping container needs (its shim and its init),
 //!   averaged over a set of sleepers, for both;
-//! - big module: first and second `ctr run --rm` of an image holding a large module.
+//! - big module: first and second start of an image holding a large module, app and artifact
+//!   layouts (`bench_big.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Platform};
+use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
-use crate::cmd::bench::{median, HELLO};
+use crate::cmd::bench::HELLO;
+use crate::cmd::bench_big::BigBench;
 use crate::cmd::bench_parallel::lifecycle_rate;
-use crate::cmd::bench_report::{BigModule, LifecyclePair, MemoryRow, Report, Samples};
+use crate::cmd::bench_report::{LifecyclePair, MemoryRow, Report, Samples};
 
 /// Sleeps an hour in `poll_oneoff` (one relative clock subscription), using no CPU.
 const SLEEP: &str = r#"(module
@@ -70,7 +72,14 @@ fn image(
     Ok((path, reference.to_string()))
 }
 
-fn timed(cd: &PrivateContainerd, runtime: Option<&str>, image: &str, id: &str) -> Result<Duration> {
+/// Wall time of one `ctr run --rm` of `image` that must print something.
+pub(crate) fn timed(
+    cd: &PrivateContainerd,
+    runtime: Option<&str>,
+    image: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<Duration> {
     let mut run = cd.ctr_run();
     run.arg("--rm");
     if let Some(runtime) = runtime {
@@ -78,7 +87,7 @@ fn timed(cd: &PrivateContainerd, runtime: Option<&str>, image: &str, id: &str) -
     }
     run.args([image, id]);
     let started = Instant::now();
-    let output = cd.run_ok(&mut run, TIMEOUT)?;
+    let output = cd.run_ok(&mut run, timeout)?;
     let elapsed = started.elapsed();
     if output.stdout.is_empty() {
         bail!("{image}: no output");
@@ -116,6 +125,9 @@ struct SleeperMemory {
     /// RSS of the shim processes alone (shared pages counted in full, per shim).
     shim_rss: f64,
     shims: usize,
+    /// Context switches per second of all shim threads together while the sleepers sleep:
+    /// what idle containers cost the node's CPUs.
+    shim_wakeups: f64,
     /// Where the PSS goes, summed over the inits and over the shims, per container.
     inits: Rollup,
     shim_parts: Rollup,
@@ -159,6 +171,34 @@ fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Context switches (voluntary and not) of every thread of `pids`, summed.
+fn context_switches(pids: &std::collections::BTreeSet<u32>) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
+}
+
+/// How often the threads of `pids` wake up, measured over one second of idleness.
+fn wakeups_per_second(pids: &std::collections::BTreeSet<u32>) -> f64 {
+    let before = context_switches(pids);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = context_switches(pids);
+    after.saturating_sub(before) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Starts `count` detached containers of `image`, `per_pod` of them sharing a pod (the CRI
@@ -224,6 +264,7 @@ fn sleepers_memory(
         shim_parts.add(Rollup::of(shim));
     }
     let shim_rss: u64 = shims.iter().map(|&p| rss_kib(p)).sum();
+    let shim_wakeups = wakeups_per_second(&shims);
     for id in &ids {
         let _ = cd
             .ctr()
@@ -257,6 +298,7 @@ fn sleepers_memory(
         pss: total as f64 / count as f64,
         shim_rss: shim_rss as f64 / count as f64,
         shims: shims.len(),
+        shim_wakeups,
         inits,
         shim_parts,
     })
@@ -317,8 +359,8 @@ pub fn run(bench: StartBench) -> Result<i32> {
     )?;
     import(&cd, &tar)?;
 
-    timed(&cd, Some(WASM_RUNTIME), &wasm_hello, "warm-w")?;
-    timed(&cd, None, &native_hello, "warm-r")?;
+    timed(&cd, Some(WASM_RUNTIME), &wasm_hello, "warm-w", TIMEOUT)?;
+    timed(&cd, None, &native_hello, "warm-r", TIMEOUT)?;
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     for i in 0..bench.runs {
         wasm.push(timed(
@@ -326,8 +368,9 @@ pub fn run(bench: StartBench) -> Result<i32> {
             Some(WASM_RUNTIME),
             &wasm_hello,
             &format!("w{i}"),
+            TIMEOUT,
         )?);
-        native.push(timed(&cd, None, &native_hello, &format!("r{i}"))?);
+        native.push(timed(&cd, None, &native_hello, &format!("r{i}"), TIMEOUT)?);
     }
     report.start = Some(Samples::new(wasm, native));
     if let Some(start) = &report.start {
@@ -416,11 +459,13 @@ pub fn run(bench: StartBench) -> Result<i32> {
                     sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", count, per_pod)?;
                 let r = sleepers_memory(&cd, None, &native_sleep, "sr", count, per_pod)?;
                 println!(
-                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims)",
+                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims); idle shim wake-ups/s wasm {:.0}, runc {:.0}",
                     w.pss / 1024.0,
                     w.shims,
                     r.pss / 1024.0,
-                    r.shims
+                    r.shims,
+                    w.shim_wakeups,
+                    r.shim_wakeups
                 );
                 for (who, m) in [("wasm", &w), ("runc", &r)] {
                     println!("    {who} inits: {}", m.inits.describe(count));
@@ -435,6 +480,8 @@ pub fn run(bench: StartBench) -> Result<i32> {
                     runc_shims: r.shims,
                     wasm_shim_rss_mib: w.shim_rss / 1024.0,
                     runc_shim_rss_mib: r.shim_rss / 1024.0,
+                    wasm_shim_wakeups: w.shim_wakeups,
+                    runc_shim_wakeups: r.shim_wakeups,
                 });
             }
         }
@@ -452,33 +499,21 @@ pub fn run(bench: StartBench) -> Result<i32> {
 
     if bench.big_module_mb > 0 {
         let module = crate::cmd::bench::generate_large_module(bench.big_module_mb << 20)?;
-        let size = module.len();
-        let (tar, big) = image(work.path(), "wasm-big", "big.wasm", module, None)?;
-        import(&cd, &tar)?;
-        let cold = timed(&cd, Some(WASM_RUNTIME), &big, "big-cold")?;
-        let warm = median(
-            (0..3)
-                .map(|i| timed(&cd, Some(WASM_RUNTIME), &big, &format!("big-warm{i}")))
-                .collect::<Result<Vec<_>>>()?,
-        );
-        // The cache is on disk: a new containerd (and so new shims) still starts warm.
-        cd.stop();
-        cd = PrivateContainerd::start_with(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        import(&cd, &tar)?;
-        let restarted = timed(&cd, Some(WASM_RUNTIME), &big, "big-restarted")?;
-        let big = BigModule {
-            size_mb: size as f64 / (1 << 20) as f64,
-            layout: "app".to_string(),
-            cold_ms: cold.as_secs_f64() * 1000.0,
-            warm_ms: warm.as_secs_f64() * 1000.0,
-            after_restart_ms: restarted.as_secs_f64() * 1000.0,
-            ratio: warm.as_secs_f64() / cold.as_secs_f64(),
+        let mut big = BigBench {
+            containerd: &mut cd,
+            config: &config,
+            runtime: WASM_RUNTIME,
+            cache: &cache,
+            work: work.path(),
         };
-        println!(
-            "big module ({:.1} MB, app layout): first start {:.1} ms, second start {:.1} ms (median of 3), ratio {:.3}; after restarting containerd {:.1} ms",
-            big.size_mb, big.cold_ms, big.warm_ms, big.ratio, big.after_restart_ms
-        );
-        report.big_modules.push(big);
+        for layout in [Layout::App, Layout::Artifact] {
+            let row = big.measure(&module, layout)?;
+            println!(
+                "big module ({:.1} MB, {} layout): first start {:.1} ms, second start {:.1} ms (median of 3), ratio {:.3}; after restarting containerd {:.1} ms",
+                row.size_mb, row.layout, row.cold_ms, row.warm_ms, row.ratio, row.after_restart_ms
+            );
+            report.big_modules.push(row);
+        }
     }
     cd.stop();
 

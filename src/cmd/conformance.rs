@@ -12,7 +12,7 @@ use wasmbay_conformance::{
     Frontend, Matrix, OciRuntimeFrontend, Report,
 };
 use wasmbay_shim_core::entrypoint::FileFormat;
-use wasmbay_shim_core::ModuleKind;
+use wasmbay_shim_core::{ModuleKind, StopMode};
 
 use wasmbay_engines as engines;
 
@@ -241,7 +241,7 @@ fn run_one(
     state: &Path,
 ) -> Result<Report> {
     // Fails early and clearly when the engine is not in this build.
-    let engine = engines::create(engine_name)?;
+    let engine = engines::create(engine_name, StopMode::ExitProcess)?;
     let expectations = Expectations::load(&args.expectations, engine_name)?;
     let frontend = make_frontend(args, engine_name, frontend_name, state)?;
     let (runnable, unsupported): (Vec<&Case>, Vec<&Case>) = cases

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_big;
 pub mod bench_compute;
 pub mod bench_parallel;
 pub mod bench_report;

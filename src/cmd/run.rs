@@ -11,7 +11,7 @@ use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::entrypoint::Entrypoint;
 use wasmbay_shim_core::runner::ModuleLoader;
 use wasmbay_shim_core::signals::{stop_on_signals, stop_with_grace};
-use wasmbay_shim_core::{ExitStatus, Preopen, StopHandle, WasiConfig};
+use wasmbay_shim_core::{ExitStatus, Preopen, StopHandle, StopMode, WasiConfig};
 
 use wasmbay_engines as engines;
 
@@ -78,7 +78,7 @@ pub fn main(args: RunArgs) -> Result<i32> {
         .iter()
         .map(|d| parse_dir(d))
         .collect::<Result<Vec<_>>>()?;
-    let engine = engines::create(&args.engine)?;
+    let engine = engines::create(&args.engine, StopMode::ExitProcess)?;
     let cache = (!args.no_cache).then(ModuleCache::default_location);
     let loader = ModuleLoader::new(engine.as_ref(), cache);
     let module = match loader.load_file(Path::new(&entry.path)) {

@@ -36,6 +36,25 @@ pub struct ApiContainer<'a> {
     pub spec_json: Vec<u8>,
 }
 
+/// The OCI spec (JSON) `ctr run` would give a container whose process is `args`, in the
+/// cgroup `cgroups_path`: the defaults' namespaces and mounts, `/` as working directory.
+pub fn process_spec(args: &[&str], cgroups_path: &str) -> Result<Vec<u8>, TestkitError> {
+    use oci_spec::runtime::{ProcessBuilder, Spec};
+    let mut spec = Spec::default();
+    let process = ProcessBuilder::default()
+        .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        .cwd("/")
+        .env(vec!["PATH=/".to_string()])
+        .terminal(false)
+        .build()
+        .map_err(|e| TestkitError::Api(format!("process spec: {e}")))?;
+    spec.set_process(Some(process));
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_cgroups_path(Some(cgroups_path.into()));
+    }
+    serde_json::to_vec(&spec).map_err(|e| TestkitError::Api(format!("spec JSON: {e}")))
+}
+
 /// A gRPC connection to one containerd, in one namespace.
 pub struct ApiClient {
     runtime: tokio::runtime::Runtime,

@@ -38,7 +38,7 @@ mod containerd;
 pub mod cri;
 mod process;
 
-pub use api::{ApiClient, ApiContainer};
+pub use api::{process_spec, ApiClient, ApiContainer};
 pub use containerd::{
     shim_socket_path, ContainerdConfig, CriRuntime, PrivateContainerd, TomlValue,
 };

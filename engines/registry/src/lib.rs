@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use wasmbay_shim_core::{Engine, EngineError};
+use wasmbay_shim_core::{Engine, EngineError, StopMode};
 
 /// Engine used when none is named.
 pub const DEFAULT_ENGINE: &str = "wasmtime";
@@ -45,8 +45,11 @@ pub fn compiled_in() -> Vec<&'static str> {
     KNOWN.into_iter().filter(|n| is_compiled_in(n)).collect()
 }
 
-/// Creates the engine `name` with its default settings.
-pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
+/// Creates the engine `name` with its default settings, for guests stopped as `stop_mode` says.
+/// Frontends that give each guest its own process (container inits, `wasmbay run`) and the
+/// frontends that precompile for them pass [`StopMode::ExitProcess`]; the two modes compile
+/// different code, so a precompiler and its runner must agree.
+pub fn create(name: &str, stop_mode: StopMode) -> Result<Arc<dyn Engine>, SelectError> {
     let init = |source| SelectError::Init {
         name: name.to_string(),
         source,
@@ -54,22 +57,30 @@ pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
     match name {
         #[cfg(feature = "wasmtime")]
         "wasmtime" => Ok(Arc::new(
-            wasmbay_engine_wasmtime::WasmtimeEngine::new(
-                &wasmbay_engine_wasmtime::Settings::default(),
-            )
+            wasmbay_engine_wasmtime::WasmtimeEngine::new(&wasmbay_engine_wasmtime::Settings {
+                stop_mode,
+                // A guest that owns its process is the only instance its engine ever makes, and
+                // the engine that precompiles for it instantiates nothing: a pool of slots
+                // reserved up front would only cost set-up time.
+                pooling: stop_mode == StopMode::InGuest,
+                ..Default::default()
+            })
             .map_err(init)?,
         )),
+        // wasmer interrupts guest code by signal, which adds nothing to generated code, so one
+        // mode serves both.
         #[cfg(feature = "wasmer")]
         "wasmer" => Ok(Arc::new(
             wasmbay_engine_wasmer::WasmerEngine::new(&wasmbay_engine_wasmer::Settings::default())
                 .map_err(init)?,
         )),
+        // WasmEdge interprets: its cancel costs guest code nothing, so one mode serves both.
         #[cfg(feature = "wasmedge")]
         "wasmedge" => Ok(Arc::new(
             wasmbay_engine_wasmedge::WasmEdgeEngine::new().map_err(init)?,
         )),
         known if KNOWN.contains(&known) => {
-            let _ = init;
+            let _ = (init, stop_mode);
             Err(SelectError::NotCompiledIn(known.to_string()))
         }
         unknown => Err(SelectError::Unknown(unknown.to_string())),
@@ -80,17 +91,19 @@ pub fn create(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
 /// that. Engines are `Send + Sync` and meant to be shared: a shim serving a pod prepares every
 /// container of it, and building a new engine (settings, allocator reservations) for each one
 /// is repeated work on the container-start path.
-pub fn shared(name: &str) -> Result<Arc<dyn Engine>, SelectError> {
-    static ENGINES: OnceLock<Mutex<HashMap<String, Arc<dyn Engine>>>> = OnceLock::new();
+pub fn shared(name: &str, stop_mode: StopMode) -> Result<Arc<dyn Engine>, SelectError> {
+    type Engines = HashMap<(String, StopMode), Arc<dyn Engine>>;
+    static ENGINES: OnceLock<Mutex<Engines>> = OnceLock::new();
     let mut engines = ENGINES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some(engine) = engines.get(name) {
+    let key = (name.to_string(), stop_mode);
+    if let Some(engine) = engines.get(&key) {
         return Ok(Arc::clone(engine));
     }
-    let engine = create(name)?;
-    engines.insert(name.to_string(), Arc::clone(&engine));
+    let engine = create(name, stop_mode)?;
+    engines.insert(key, Arc::clone(&engine));
     Ok(engine)
 }
 
@@ -100,10 +113,15 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_engines_are_errors() {
-        assert!(matches!(create("nope"), Err(SelectError::Unknown(_))));
+        assert!(matches!(
+            create("nope", StopMode::InGuest),
+            Err(SelectError::Unknown(_))
+        ));
         for name in KNOWN {
             if !is_compiled_in(name) {
-                let err = create(name).err().expect("must refuse");
+                let err = create(name, StopMode::ExitProcess)
+                    .err()
+                    .expect("must refuse");
                 assert!(err.to_string().contains("--features"), "{err}");
             }
         }
@@ -112,16 +130,25 @@ mod tests {
     #[cfg(feature = "wasmtime")]
     #[test]
     fn shared_engines_are_created_once() {
-        let a = shared("wasmtime").unwrap();
-        let b = shared("wasmtime").unwrap();
+        let a = shared("wasmtime", StopMode::ExitProcess).unwrap();
+        let b = shared("wasmtime", StopMode::ExitProcess).unwrap();
         assert_eq!(Arc::as_ptr(&a).cast::<()>(), Arc::as_ptr(&b).cast::<()>());
-        assert!(matches!(shared("nope"), Err(SelectError::Unknown(_))));
+        // The other mode compiles different code: a different engine.
+        let c = shared("wasmtime", StopMode::InGuest).unwrap();
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert!(matches!(
+            shared("nope", StopMode::InGuest),
+            Err(SelectError::Unknown(_))
+        ));
     }
 
     #[cfg(feature = "wasmtime")]
     #[test]
     fn wasmtime_is_selectable_by_name() {
-        assert_eq!(create("wasmtime").unwrap().name(), "wasmtime");
+        assert_eq!(
+            create("wasmtime", StopMode::InGuest).unwrap().name(),
+            "wasmtime"
+        );
         assert!(compiled_in().contains(&"wasmtime"));
     }
 
@@ -137,7 +164,10 @@ mod tests {
     #[cfg(feature = "wasmedge")]
     #[test]
     fn wasmedge_is_selectable_by_name() {
-        assert_eq!(create("wasmedge").unwrap().name(), "wasmedge");
+        assert_eq!(
+            create("wasmedge", StopMode::ExitProcess).unwrap().name(),
+            "wasmedge"
+        );
         assert!(compiled_in().contains(&"wasmedge"));
     }
 }

@@ -15,13 +15,14 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmbay_shim_core::{CompiledModule, Engine, EngineError, ModuleKind};
+use wasmbay_shim_core::{CompiledModule, Engine, EngineError, ModuleKind, StopMode};
 
 pub use settings::Settings;
 
 /// wasmtime with one configuration; cheap to share between threads.
 pub struct WasmtimeEngine {
     engine: wasmtime::Engine,
+    stop_mode: StopMode,
     core_linker: Arc<wasmtime::Linker<run_core::CoreState>>,
     component_linker: Arc<wasmtime::component::Linker<run_component::ComponentState>>,
     fingerprint: String,
@@ -37,6 +38,7 @@ impl WasmtimeEngine {
         let fingerprint = format!("{}-{:016x}", std::env::consts::ARCH, hasher.finish());
         Ok(WasmtimeEngine {
             engine,
+            stop_mode: settings.stop_mode,
             core_linker: Arc::new(core_linker),
             component_linker: Arc::new(component_linker),
             fingerprint,
@@ -50,6 +52,7 @@ impl WasmtimeEngine {
             .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         Ok(Arc::new(run_core::CoreModule::new(
             self.engine.clone(),
+            self.stop_mode,
             module,
             pre,
         )))
@@ -65,6 +68,7 @@ impl WasmtimeEngine {
             .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         Ok(Arc::new(run_component::ComponentModule::new(
             self.engine.clone(),
+            self.stop_mode,
             pre,
         )?))
     }

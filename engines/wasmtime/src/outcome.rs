@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use wasmbay_shim_core::{EngineError, ExitStatus, StopHandle};
+use wasmbay_shim_core::{EngineError, ExitStatus, StopHandle, StopMode};
 
 /// Error raised from the epoch callback when the run was asked to stop.
 #[derive(Debug)]
@@ -18,12 +18,17 @@ impl std::fmt::Display for Stopped {
 impl std::error::Error for Stopped {}
 
 /// Arms `stop` for a store: the waker sets a flag and bumps the engine epoch, which makes every
-/// running store call its epoch callback; only the store whose flag is set gives up.
+/// running store call its epoch callback; only the store whose flag is set gives up. Without
+/// epochs ([`StopMode::ExitProcess`]) nothing is armed and the process owner ends the guest.
 pub(crate) fn arm_stop<T: 'static>(
     engine: &wasmtime::Engine,
+    mode: StopMode,
     store: &mut wasmtime::Store<T>,
     stop: &StopHandle,
 ) {
+    if mode == StopMode::ExitProcess {
+        return;
+    }
     let flag = Arc::new(AtomicBool::new(false));
     let seen = flag.clone();
     store.set_epoch_deadline(1);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wasmbay_shim_core::{
-    CompiledModule, EngineError, ExitStatus, ModuleKind, Stdio, StopHandle, WasiConfig,
+    CompiledModule, EngineError, ExitStatus, ModuleKind, Stdio, StopHandle, StopMode, WasiConfig,
 };
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
@@ -96,12 +96,14 @@ pub(crate) fn wasi_builder(config: WasiConfig) -> Result<WasiCtxBuilder, EngineE
 
 pub(crate) struct ComponentModule {
     engine: wasmtime::Engine,
+    stop_mode: StopMode,
     pre: Arc<CommandPre<ComponentState>>,
 }
 
 impl ComponentModule {
     pub(crate) fn new(
         engine: wasmtime::Engine,
+        stop_mode: StopMode,
         pre: wasmtime::component::InstancePre<ComponentState>,
     ) -> Result<Self, EngineError> {
         let pre = CommandPre::new(pre).map_err(|e| EngineError::MissingExport {
@@ -109,6 +111,7 @@ impl ComponentModule {
         })?;
         Ok(ComponentModule {
             engine,
+            stop_mode,
             pre: Arc::new(pre),
         })
     }
@@ -141,7 +144,12 @@ impl CompiledModule for ComponentModule {
             },
         );
         store.limiter(|state| &mut state.limiter);
-        arm_stop(&self.engine, &mut store, stop);
+        // A stop that came before the run means no guest code runs, whether or not the stop
+        // could interrupt it.
+        if let Some(signal) = stop.requested() {
+            return Ok(ExitStatus::Killed(signal));
+        }
+        arm_stop(&self.engine, self.stop_mode, &mut store, stop);
         let result = (|| {
             let command = self.pre.instantiate(&mut store)?;
             command.wasi_cli_run().call_run(&mut store)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use wasmbay_shim_core::{
-    CompiledModule, EngineError, ExitStatus, ModuleKind, StopHandle, WasiConfig,
+    CompiledModule, EngineError, ExitStatus, ModuleKind, StopHandle, StopMode, WasiConfig,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -41,6 +41,7 @@ pub(crate) fn linker(
 
 pub(crate) struct CoreModule {
     engine: wasmtime::Engine,
+    stop_mode: StopMode,
     module: wasmtime::Module,
     pre: Arc<wasmtime::InstancePre<CoreState>>,
 }
@@ -48,11 +49,13 @@ pub(crate) struct CoreModule {
 impl CoreModule {
     pub(crate) fn new(
         engine: wasmtime::Engine,
+        stop_mode: StopMode,
         module: wasmtime::Module,
         pre: wasmtime::InstancePre<CoreState>,
     ) -> Self {
         CoreModule {
             engine,
+            stop_mode,
             module,
             pre: Arc::new(pre),
         }
@@ -91,7 +94,12 @@ impl CompiledModule for CoreModule {
             },
         );
         store.limiter(|state| &mut state.limiter);
-        arm_stop(&self.engine, &mut store, stop);
+        // A stop that came before the run means no guest code runs, whether or not the stop
+        // could interrupt it.
+        if let Some(signal) = stop.requested() {
+            return Ok(ExitStatus::Killed(signal));
+        }
+        arm_stop(&self.engine, self.stop_mode, &mut store, stop);
 
         let result = (|| {
             let instance = self.pre.instantiate(&mut store)?;

@@ -1,7 +1,7 @@
 //! wasmtime configuration. Every setting here changes compiled code or runtime limits, so the
 //! whole set feeds the precompiled-cache fingerprint (through wasmtime's compatibility hash).
 
-use wasmbay_shim_core::EngineError;
+use wasmbay_shim_core::{EngineError, StopMode};
 
 /// Tunables a frontend may change (runtime options, CLI flags).
 #[derive(Debug, Clone)]
@@ -15,6 +15,9 @@ pub struct Settings {
     pub max_wasm_stack: usize,
     /// Cranelift optimisation: `speed` unless set to `none` for faster compiles.
     pub optimize: bool,
+    /// Whether guest code carries epoch checks so that a stop interrupts it in place
+    /// ([`StopMode::InGuest`]), or carries none and is stopped by ending its process.
+    pub stop_mode: StopMode,
 }
 
 impl Default for Settings {
@@ -24,6 +27,7 @@ impl Default for Settings {
             pool_instances: 8,
             max_wasm_stack: 1 << 20,
             optimize: true,
+            stop_mode: StopMode::InGuest,
         }
     }
 }
@@ -32,8 +36,9 @@ impl Settings {
     pub(crate) fn build_engine(&self) -> Result<wasmtime::Engine, EngineError> {
         let mut config = wasmtime::Config::new();
         // Epochs make guest code check a counter at loop back-edges and function entries, so
-        // `kill` can stop `loop {}` without host calls at a cost of a load and compare.
-        config.epoch_interruption(true);
+        // `kill` can stop `loop {}` without host calls at a cost of a load and compare. The
+        // setting is part of the compatibility hash: artifacts of the two modes never mix.
+        config.epoch_interruption(self.stop_mode == StopMode::InGuest);
         config.wasm_component_model(true);
         config.max_wasm_stack(self.max_wasm_stack);
         config.cranelift_opt_level(if self.optimize {

@@ -9,7 +9,8 @@ use wasmbay_engine_wasmtime::{Settings, WasmtimeEngine};
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::runner::{ModuleLoader, Provenance};
 use wasmbay_shim_core::{
-    CompiledModule, Engine, EngineError, ExitStatus, ModuleKind, Stdio, StopHandle, WasiConfig,
+    CompiledModule, Engine, EngineError, ExitStatus, ModuleKind, Stdio, StopHandle, StopMode,
+    WasiConfig,
 };
 
 const PRINT_AND_EXIT: &str = r#"(module
@@ -162,6 +163,46 @@ fn stop_before_run_never_runs_guest_code() {
     let (config, out) = captured();
     let status = module.run(config, None, &stop).unwrap();
     assert_eq!(status, ExitStatus::Killed(9));
+    assert_eq!(read_back(out), "");
+}
+
+/// Guests that own their process are compiled without interruption checks: their artifacts
+/// must never be mistaken for the interruptible ones, they run the same, and a stop that came
+/// before the run still runs nothing.
+#[test]
+fn exit_process_mode_compiles_apart_and_registers_no_waker() {
+    let in_guest = engine();
+    let exit_process = WasmtimeEngine::new(&Settings {
+        stop_mode: StopMode::ExitProcess,
+        ..Settings::default()
+    })
+    .unwrap();
+    assert_ne!(in_guest.fingerprint(), exit_process.fingerprint());
+
+    let wasm = wat::parse_str(PRINT_AND_EXIT).unwrap();
+    let artifact = in_guest.precompile(&wasm, ModuleKind::Core).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in-guest.cwasm");
+    std::fs::write(&path, artifact).unwrap();
+    assert!(matches!(
+        exit_process.load_precompiled(&path, ModuleKind::Core),
+        Err(EngineError::BadArtifact { .. })
+    ));
+
+    let module = compile(&exit_process);
+    let (config, out) = captured();
+    let stop = StopHandle::new();
+    let status = module.run(config, None, &stop).unwrap();
+    assert_eq!(status, ExitStatus::Exited(3));
+    assert_eq!(read_back(out), "out\n");
+
+    let stop = StopHandle::new();
+    stop.stop(15);
+    let (config, out) = captured();
+    assert_eq!(
+        module.run(config, None, &stop).unwrap(),
+        ExitStatus::Killed(15)
+    );
     assert_eq!(read_back(out), "");
 }
 
