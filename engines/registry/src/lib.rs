@@ -155,7 +155,7 @@ mod tests {
     #[cfg(feature = "wasmer")]
     #[test]
     fn wasmer_is_selectable_by_name() {
-        let engine = create("wasmer").unwrap();
+        let engine = create("wasmer", StopMode::ExitProcess).unwrap();
         assert_eq!(engine.name(), "wasmer");
         assert!(!engine.supports(wasmbay_shim_core::ModuleKind::Component));
         assert!(compiled_in().contains(&"wasmer"));
