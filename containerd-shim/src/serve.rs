@@ -60,6 +60,8 @@ const MAX_REQUESTS_IN_FLIGHT: usize = 8192;
 pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     let flags = containerd_shim::parse(args).context("shim flags")?;
     install_subscriber("shim");
+    // containerd creates the first container as soon as the socket answers.
+    wasmbay_runtime_bridge::cgroup_warmup::begin();
     let _boot = tracing::info_span!("shim.boot").entered();
     tracing::debug!(?args, "shim server starting");
     if flags.socket.is_empty() {

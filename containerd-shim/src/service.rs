@@ -337,6 +337,8 @@ impl Service {
 
     fn create_task(&self, req: &api::CreateTaskRequest) -> anyhow::Result<u32> {
         use anyhow::Context as _;
+        // A pod's later containers come long after the boot's warm-up has lapsed.
+        wasmbay_runtime_bridge::cgroup_warmup::begin();
         self.inner
             .creates
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);

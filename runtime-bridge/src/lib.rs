@@ -11,6 +11,7 @@
 //!
 //! [`Executor`]: libcontainer::workload::Executor
 
+pub mod cgroup_warmup;
 pub mod executor;
 pub mod guest;
 pub mod handler;

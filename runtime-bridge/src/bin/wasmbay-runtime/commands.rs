@@ -51,6 +51,7 @@ fn builder(global: &Global, id: &str, executor: WasmExecutor) -> Result<Containe
 }
 
 pub fn create(global: &Global, args: Create) -> Result<()> {
+    wasmbay_runtime_bridge::cgroup_warmup::begin();
     let (bundle, spec) = load_spec(&args.bundle)?;
     let executor = executor_for(&bundle, &spec, &global.engine)?;
     builder(global, &args.container_id, executor)?
@@ -164,6 +165,7 @@ pub fn delete(global: &Global, args: Delete) -> Result<()> {
 }
 
 pub fn run(global: &Global, args: Run) -> Result<i32> {
+    wasmbay_runtime_bridge::cgroup_warmup::begin();
     let (bundle, spec) = load_spec(&args.bundle)?;
     let executor = executor_for(&bundle, &spec, &global.engine)?;
     // The container's init is a grandchild; as subreaper this process inherits it when its
