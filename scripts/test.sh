@@ -17,7 +17,7 @@ if lib=$(./scripts/find-wasmedge.sh 2>/tmp/wasmbay-find-wasmedge.$$); then
     features+=(wasmedge)
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
-    echo "skipped: wasmedge engine tests: $(cat /tmp/wasmbay-find-wasmedge.$$)"
+    echo "skipped: $(cat /tmp/wasmbay-find-wasmedge.$$); the wasmedge engine and its tests are not built"
 fi
 rm -f /tmp/wasmbay-find-wasmedge.$$
 feature_args=(--features "$(IFS=,; echo "${features[*]}")")
