@@ -20,14 +20,19 @@ impl std::error::Error for Stopped {}
 /// Arms `stop` for a store: the waker sets a flag and bumps the engine epoch, which makes every
 /// running store call its epoch callback; only the store whose flag is set gives up. Without
 /// epochs ([`StopMode::ExitProcess`]) nothing is armed and the process owner ends the guest.
+/// A stop that came before the run means no guest code runs, whether or not the stop could
+/// interrupt it: the status to report at once is returned then.
 pub(crate) fn arm_stop<T: 'static>(
     engine: &wasmtime::Engine,
     mode: StopMode,
     store: &mut wasmtime::Store<T>,
     stop: &StopHandle,
-) {
+) -> Option<ExitStatus> {
+    if let Some(signal) = stop.requested() {
+        return Some(ExitStatus::Killed(signal));
+    }
     if mode == StopMode::ExitProcess {
-        return;
+        return None;
     }
     let flag = Arc::new(AtomicBool::new(false));
     let seen = flag.clone();
@@ -44,6 +49,7 @@ pub(crate) fn arm_stop<T: 'static>(
         flag.store(true, Ordering::SeqCst);
         engine.increment_epoch();
     });
+    None
 }
 
 /// Classifies the error that ended a guest call.

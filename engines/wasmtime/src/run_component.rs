@@ -144,12 +144,9 @@ impl CompiledModule for ComponentModule {
             },
         );
         store.limiter(|state| &mut state.limiter);
-        // A stop that came before the run means no guest code runs, whether or not the stop
-        // could interrupt it.
-        if let Some(signal) = stop.requested() {
-            return Ok(ExitStatus::Killed(signal));
+        if let Some(status) = arm_stop(&self.engine, self.stop_mode, &mut store, stop) {
+            return Ok(status);
         }
-        arm_stop(&self.engine, self.stop_mode, &mut store, stop);
         let result = (|| {
             let command = self.pre.instantiate(&mut store)?;
             command.wasi_cli_run().call_run(&mut store)
