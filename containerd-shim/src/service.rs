@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use containerd_shim::api;
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcResult};
@@ -185,14 +185,14 @@ impl Service {
             .unwrap_or_else(|e| e.into_inner()) = Some(sink);
     }
 
-    fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+    fn publish<E: Message>(&self, topic: &str, event: E) {
         let publisher = self
             .inner
             .publisher
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(publisher) = publisher.as_ref() {
-            if let Err(e) = publisher.publish(topic, &self.inner.namespace, event) {
+            if let Err(e) = publisher.publish(topic, &self.inner.namespace, &event) {
                 tracing::warn!(topic, error = %e, "cannot publish event");
             }
         }
@@ -243,7 +243,7 @@ impl Service {
                 exited_at: MessageField::some(exited_at),
                 ..Default::default()
             };
-            service.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(event));
+            service.publish(topics::TASK_EXIT_EVENT_TOPIC, event);
         });
     }
 
@@ -297,7 +297,7 @@ impl Service {
                 container_id: container_id.clone(),
                 ..Default::default()
             };
-            service.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event));
+            service.publish(topics::TASK_OOM_EVENT_TOPIC, event);
         }) {
             tracing::warn!(id, error = %e, "cannot watch for OOM");
         }
@@ -556,13 +556,13 @@ impl Service {
         let pid = self.create_task(&req).map_err(internal)?;
         self.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
-            Box::new(TaskCreate {
+            TaskCreate {
                 container_id: req.id.clone(),
                 bundle: req.bundle.clone(),
                 rootfs: req.rootfs.clone(),
                 pid,
                 ..Default::default()
-            }),
+            },
         );
         Ok(api::CreateTaskResponse {
             pid,
@@ -587,11 +587,11 @@ impl Service {
         };
         self.publish(
             topics::TASK_START_EVENT_TOPIC,
-            Box::new(TaskStart {
+            TaskStart {
                 container_id: req.id.clone(),
                 pid,
                 ..Default::default()
-            }),
+            },
         );
         Ok(api::StartResponse {
             pid,
@@ -662,14 +662,14 @@ impl Service {
         let (exit_status, exited_at) = task.exit.clone().unwrap_or((0, Timestamp::now()));
         self.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
-            Box::new(TaskDelete {
+            TaskDelete {
                 container_id: req.id.clone(),
                 id: req.id.clone(),
                 pid: task.pid,
                 exit_status,
                 exited_at: MessageField::some(exited_at.clone()),
                 ..Default::default()
-            }),
+            },
         );
         Ok(api::DeleteResponse {
             pid: task.pid,
