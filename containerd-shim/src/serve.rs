@@ -11,6 +11,7 @@ use containerd_shim::protos::shim_async::{create_task, Task};
 use containerd_shim::protos::ttrpc;
 use containerd_shim::Shim;
 use tracing_subscriber::Layer as _;
+use wasmbay_runtime_bridge::inherited_stacks;
 
 use crate::events::EventSink;
 use crate::rpc::TaskRpc;
@@ -87,6 +88,7 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
         .worker_threads(1)
         .max_blocking_threads(MAX_REQUESTS_IN_FLIGHT)
         .thread_name("shim-rpc")
+        .on_thread_start(inherited_stacks::register_current_thread)
         .enable_all()
         .build()
         .context("tokio runtime")?;

@@ -19,7 +19,7 @@ use wasmbay_runtime_bridge::libcontainer::syscall::syscall::SyscallType;
 use wasmbay_runtime_bridge::prepare::{
     entrypoint_in_rootfs, prepare, prepare_layer, LayerModule, PreparedArtifact,
 };
-use wasmbay_runtime_bridge::{WasmExecutor, ENGINE_ANNOTATION};
+use wasmbay_runtime_bridge::{inherited_stacks, WasmExecutor, ENGINE_ANNOTATION};
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
@@ -206,6 +206,7 @@ impl Service {
     fn watch(&self, id: String, pid: i32) {
         let service = self.clone();
         std::thread::spawn(move || {
+            inherited_stacks::register_current_thread();
             let code = loop {
                 let mut status = 0;
                 let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };

@@ -15,6 +15,7 @@ pub mod cgroup_warmup;
 pub mod executor;
 pub mod guest;
 pub mod handler;
+pub mod inherited_stacks;
 pub mod prepare;
 
 pub use executor::WasmExecutor;

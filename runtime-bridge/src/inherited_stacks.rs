@@ -1,0 +1,220 @@
+//! Shim thread stacks that a container's init inherits, handed back to the kernel in the init.
+//!
+//! libcontainer starts an init by cloning the shim's whole address space, so the init holds a
+//! copy-on-write copy of every shim thread's stack, although only the thread that cloned ever
+//! runs in it. A copied page stays shared only until the shim writes it again or frees it
+//! (glibc gives an exiting thread's stack back with `MADV_DONTNEED`); from then on the init
+//! alone maps it and it counts as the init's private memory. Over a sleeping container's life
+//! that is most stack pages the shim ever dirtied, for every container.
+//!
+//! Shim threads record their stack here when they start ([`register_current_thread`]); the
+//! init drops its copies of the other threads' stacks before the guest runs
+//! ([`release_other_threads`]). The page at each thread's starting point and everything above
+//! it stay: glibc keeps the thread's control block and static TLS there, and walks those
+//! blocks in a few calls (`setuid` broadcasts, `fork`), so they must keep their contents.
+//!
+//! The table is a fixed array of atomics rather than a locked vector because the init is
+//! cloned at an arbitrary moment: a lock another shim thread held then would stay held in
+//! the init forever.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Thread stacks one shim can record; later threads are simply not released.
+const SLOTS: usize = 256;
+
+/// Lowest address of a registered stack (0: free slot). Slots fill in order.
+static LOW: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+/// End of the releasable part of the same stack: below the page the thread started on.
+static END: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+
+thread_local! {
+    /// The registered stack low address of this thread. A process cloned onto a stack of its
+    /// own (libcontainer's fallback when `clone3` is refused) still has the cloning thread's
+    /// TLS, so this names the stack whose frames the child may still borrow from.
+    static OWN_LOW: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How far above the current stack pointer a range must end to be someone else's: the
+/// calling thread may be shallower now than when it registered.
+const OWN_STACK_MARGIN: usize = 256 << 10;
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+/// An address in the current stack frame, close to the stack pointer.
+#[inline(never)]
+fn stack_pointer() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// The lowest address of the calling thread's stack, from glibc.
+fn current_stack_low() -> Option<usize> {
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: pthread_getattr_np initialises `attr` on success; it is destroyed below.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let mut addr = std::ptr::null_mut();
+    let mut size = 0usize;
+    // SAFETY: `attr` was initialised by pthread_getattr_np.
+    let got = unsafe { libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) };
+    // SAFETY: as above; destroyed exactly once.
+    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
+    (got == 0 && !addr.is_null()).then_some(addr as usize)
+}
+
+/// Records the calling thread's stack as one a container init need not keep. Call it first
+/// thing on every long-lived shim thread (the tokio runtime's `on_thread_start`).
+pub fn register_current_thread() {
+    let Some(low) = current_stack_low() else {
+        return;
+    };
+    let page = page_size();
+    let end = (stack_pointer() & !(page - 1)).saturating_sub(page);
+    if end <= low {
+        return;
+    }
+    OWN_LOW.with(|own| own.set(low));
+    for (low_slot, end_slot) in LOW.iter().zip(END.iter()) {
+        // A stack glibc reuses for a new thread has the same low address: update its entry.
+        match low_slot.compare_exchange(0, low, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                end_slot.store(end, Ordering::Release);
+                return;
+            }
+            Err(existing) if existing == low => {
+                end_slot.store(end, Ordering::Release);
+                return;
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
+/// In a cloned init: drops this process's copies of every registered stack except the one
+/// the calling thread runs on and the one of the thread it was cloned from. Returns the bytes of address range released. Only for a process in
+/// which no other registered thread runs, i.e. a clone of the shim, never the shim itself.
+pub fn release_other_threads() -> usize {
+    let here = stack_pointer();
+    let own = OWN_LOW.with(|own| own.get());
+    let mut released = 0;
+    for (low_slot, end_slot) in LOW.iter().zip(END.iter()) {
+        let low = low_slot.load(Ordering::Acquire);
+        if low == 0 {
+            break;
+        }
+        let end = end_slot.load(Ordering::Acquire);
+        if end <= low || low == own || (low..end.saturating_add(OWN_STACK_MARGIN)).contains(&here) {
+            continue;
+        }
+        // SAFETY: [low, end) lies in a stack of a thread that does not exist in this process,
+        // below the page holding that thread's control block and TLS; nothing here reads it.
+        // Anonymous private pages read back as zeros after MADV_DONTNEED.
+        let done =
+            unsafe { libc::madvise(low as *mut libc::c_void, end - low, libc::MADV_DONTNEED) };
+        if done == 0 {
+            released += end - low;
+        } else {
+            tracing::debug!(
+                low,
+                end,
+                error = %std::io::Error::last_os_error(),
+                "cannot release an inherited thread stack"
+            );
+        }
+    }
+    released
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident KiB of the mapping that contains `addr`, from /proc/self/smaps.
+    fn resident_kib_at(addr: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((start, end)) = range.split_once('-') {
+                    if let (Ok(start), Ok(end)) = (
+                        usize::from_str_radix(start, 16),
+                        usize::from_str_radix(end, 16),
+                    ) {
+                        inside = (start..end).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(rss) = line.strip_prefix("Rss:") {
+                    return rss.trim().trim_end_matches("kB").trim().parse().ok();
+                }
+            }
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn dirty_stack(kib: usize) -> u8 {
+        let mut frame = [1u8; 64 << 10];
+        std::hint::black_box(&mut frame);
+        if kib > 64 {
+            dirty_stack(kib - 64).wrapping_add(frame[kib % 1024])
+        } else {
+            frame[0]
+        }
+    }
+
+    #[test]
+    fn a_clone_drops_other_threads_stacks_and_keeps_its_own() {
+        // A registered thread dirties 512 KiB of its stack and then waits, as shim threads do.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                register_current_thread();
+                std::hint::black_box(dirty_stack(512));
+                let low = current_stack_low().unwrap_or(0);
+                let _ = ready_tx.send(low);
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let low = ready_rx.recv().unwrap();
+        assert_ne!(low, 0, "the worker found its stack");
+        let probe = low + (1 << 20);
+        let before = resident_kib_at(probe).unwrap();
+        assert!(before >= 512, "the worker's stack holds {before} KiB");
+
+        // SAFETY: the child only reads /proc, calls madvise and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let released = release_other_threads();
+            let after = resident_kib_at(probe).unwrap_or(u64::MAX);
+            // The child's own stack still works (this call runs on it), and the worker's
+            // control block page above the released range is still there.
+            let code = if released >= 512 << 10 && after < 64 && after > 0 {
+                0
+            } else {
+                1
+            };
+            // SAFETY: ends the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+
+        // The shim side keeps its stack: only the clone dropped its copy.
+        assert!(resident_kib_at(probe).unwrap() >= 512);
+        drop(done_tx);
+        worker.join().unwrap();
+    }
+}
