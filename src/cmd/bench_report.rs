@@ -123,6 +123,10 @@ pub struct MemoryRow {
     /// PSS of all inits and shims, per container.
     pub wasm_pss_mib: f64,
     pub runc_pss_mib: f64,
+    /// What each container beyond a lone first one adds to the total PSS: (PSS of all
+    /// `count` - PSS of one sleeper alone) / (count - 1). None for a single sleeper.
+    pub wasm_additional_mib: Option<f64>,
+    pub runc_additional_mib: Option<f64>,
     pub wasm_shims: usize,
     pub runc_shims: usize,
     pub wasm_shim_rss_mib: f64,
@@ -153,6 +157,8 @@ pub struct Report {
     pub trace: Option<Timeline>,
     pub lifecycles: Vec<LifecyclePair>,
     pub memory: Vec<MemoryRow>,
+    /// PSS in MiB of one sleeper alone (its init and shim), wasm and runc.
+    pub memory_one: Option<(f64, f64)>,
     pub shims_left_after_sleepers: Option<usize>,
     pub big_modules: Vec<BigModule>,
 }
@@ -169,6 +175,7 @@ impl Report {
             trace: None,
             lifecycles: Vec::new(),
             memory: Vec::new(),
+            memory_one: None,
             shims_left_after_sleepers: None,
             big_modules: Vec::new(),
         }
@@ -308,16 +315,26 @@ impl Report {
                 md,
                 "PSS of every init and every shim process, divided by the number of containers. Wake-ups: context switches per second of all shim threads together while the containers sleep.\n"
             );
-            let _ = writeln!(md, "| sleepers | per pod | wasm PSS/container | runc PSS/container | wasm shims | runc shims | wasm shim wake-ups/s | runc shim wake-ups/s |");
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+            if let Some((wasm, runc)) = self.memory_one {
+                let _ = writeln!(
+                    md,
+                    "One sleeper alone, whose processes hold all the binaries' shared pages: wasm {wasm:.2} MiB, runc {runc:.2} MiB. \"per additional\" is (PSS of all N - PSS of that one) / (N - 1): what each further container costs.\n"
+                );
+            }
+            let _ = writeln!(md, "| sleepers | per pod | wasm PSS/container | runc PSS/container | wasm per additional | runc per additional | wasm shims | runc shims | wasm shim wake-ups/s | runc shim wake-ups/s |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+            let cell =
+                |m: Option<f64>| m.map_or_else(|| "-".to_string(), |m| format!("{m:.2} MiB"));
             for r in &self.memory {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.2} MiB | {:.2} MiB | {} | {} | {:.0} | {:.0} |",
+                    "| {} | {} | {:.2} MiB | {:.2} MiB | {} | {} | {} | {} | {:.0} | {:.0} |",
                     r.count,
                     r.per_pod,
                     r.wasm_pss_mib,
                     r.runc_pss_mib,
+                    cell(r.wasm_additional_mib),
+                    cell(r.runc_additional_mib),
                     r.wasm_shims,
                     r.runc_shims,
                     r.wasm_shim_wakeups,

@@ -201,6 +201,29 @@ fn wakeups_per_second(pids: &std::collections::BTreeSet<u32>) -> f64 {
     after.saturating_sub(before) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The shim binaries whose processes must be gone before a memory measurement.
+const WASM_SHIM_BINARY: &str = "containerd-shim-wasmtime-v1";
+const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-v2";
+
+/// Waits until no process runs `binary` (shims of earlier runs linger for a moment), so that
+/// the measured processes hold the binary's shared pages alone and a lone sleeper's PSS is
+/// not lowered by sharing them with processes about to go.
+fn wait_until_gone(binary: &str) {
+    for _ in 0..200 {
+        if wasmbay_testkit::processes_mentioning(binary).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "    note: {binary} processes still running after 20 s; shared pages are split with them"
+    );
+}
+
+fn mib_or_dash(mib: Option<f64>) -> String {
+    mib.map_or_else(|| "-".to_string(), |m| format!("{m:.2} MiB"))
+}
+
 /// Starts `count` detached containers of `image`, `per_pod` of them sharing a pod (the CRI
 /// sandbox annotation both shims group by), checks that all run, measures their memory, then
 /// kills and deletes them and checks that none is left.
@@ -212,6 +235,11 @@ fn sleepers_memory(
     count: usize,
     per_pod: usize,
 ) -> Result<SleeperMemory> {
+    wait_until_gone(if runtime.is_some() {
+        WASM_SHIM_BINARY
+    } else {
+        RUNC_SHIM_BINARY
+    });
     let ids: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let mut run = cd.ctr_run();
@@ -453,17 +481,37 @@ pub fn run(bench: StartBench) -> Result<i32> {
             Some((&["/bin/busybox", "sleep", "3600"], busybox.clone())),
         )?;
         import(&cd, &tar)?;
+        // One sleeper alone: its processes carry all of the binaries' shared pages, which
+        // more containers only share further. What each further container adds is
+        // (PSS of N) - (PSS of this one), over N - 1.
+        let wasm_one = sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", 1, 1)?.pss;
+        let runc_one = sleepers_memory(&cd, None, &native_sleep, "sr", 1, 1)?.pss;
+        let additional = |m: &SleeperMemory, one: f64, count: usize| {
+            (count > 1).then(|| (m.pss * count as f64 - one) / (count - 1) as f64 / 1024.0)
+        };
+        println!(
+            "memory: 1 sleeper alone: PSS wasm {:.2} MiB, runc {:.2} MiB",
+            wasm_one / 1024.0,
+            runc_one / 1024.0
+        );
+        report.memory_one = Some((wasm_one / 1024.0, runc_one / 1024.0));
         for &per_pod in &bench.pod_sizes {
             for &count in &bench.sleepers {
                 let w =
                     sleepers_memory(&cd, Some(WASM_RUNTIME), &wasm_sleep, "sw", count, per_pod)?;
                 let r = sleepers_memory(&cd, None, &native_sleep, "sr", count, per_pod)?;
+                let (wasm_additional_mib, runc_additional_mib) = (
+                    additional(&w, wasm_one, count),
+                    additional(&r, runc_one, count),
+                );
                 println!(
-                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims); idle shim wake-ups/s wasm {:.0}, runc {:.0}",
+                    "memory: {count} sleepers, {per_pod} per pod: PSS per container (inits + shims) wasm {:.2} MiB ({} shims), runc {:.2} MiB ({} shims); per additional container wasm {}, runc {}; idle shim wake-ups/s wasm {:.0}, runc {:.0}",
                     w.pss / 1024.0,
                     w.shims,
                     r.pss / 1024.0,
                     r.shims,
+                    mib_or_dash(wasm_additional_mib),
+                    mib_or_dash(runc_additional_mib),
                     w.shim_wakeups,
                     r.shim_wakeups
                 );
@@ -476,6 +524,8 @@ pub fn run(bench: StartBench) -> Result<i32> {
                     per_pod,
                     wasm_pss_mib: w.pss / 1024.0,
                     runc_pss_mib: r.pss / 1024.0,
+                    wasm_additional_mib,
+                    runc_additional_mib,
                     wasm_shims: w.shims,
                     runc_shims: r.shims,
                     wasm_shim_rss_mib: w.shim_rss / 1024.0,
@@ -487,7 +537,7 @@ pub fn run(bench: StartBench) -> Result<i32> {
         }
         // Every sleeper is gone; after the linger time no wasm shim may be left either.
         std::thread::sleep(Duration::from_millis(2500));
-        let shims = wasmbay_testkit::processes_mentioning("containerd-shim-wasmtime-v1");
+        let shims = wasmbay_testkit::processes_mentioning(WASM_SHIM_BINARY);
         report.shims_left_after_sleepers = Some(shims.len());
         if !shims.is_empty() {
             bail!(
