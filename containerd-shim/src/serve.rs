@@ -89,6 +89,7 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
         .max_blocking_threads(MAX_REQUESTS_IN_FLIGHT)
         .thread_name("shim-rpc")
         .on_thread_start(inherited_stacks::register_current_thread)
+        .on_thread_stop(inherited_stacks::unregister_current_thread)
         .enable_all()
         .build()
         .context("tokio runtime")?;

@@ -206,7 +206,7 @@ impl Service {
     fn watch(&self, id: String, pid: i32) {
         let service = self.clone();
         std::thread::spawn(move || {
-            inherited_stacks::register_current_thread();
+            let _registered = inherited_stacks::register_scoped();
             let code = loop {
                 let mut status = 0;
                 let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };

@@ -22,16 +22,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Thread stacks one shim can record; later threads are simply not released.
 const SLOTS: usize = 256;
 
-/// Lowest address of a registered stack (0: free slot). Slots fill in order.
+/// Lowest address of a registered stack. Meaningful only while the slot's END is above it.
 static LOW: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-/// End of the releasable part of the same stack: below the page the thread started on.
+/// End of the releasable part of the same stack, below the page the thread started on.
+/// 0: free slot (never used, or given back by a thread that ended); [`CLAIMING`]: being
+/// filled in. Either is below any stack address, so [`release_other_threads`] skips it.
 static END: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+const CLAIMING: usize = 1;
 
 thread_local! {
     /// The registered stack low address of this thread. A process cloned onto a stack of its
     /// own (libcontainer's fallback when `clone3` is refused) still has the cloning thread's
     /// TLS, so this names the stack whose frames the child may still borrow from.
     static OWN_LOW: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// This thread's slot, to give back when it ends.
+    static OWN_SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 /// How far above the current stack pointer a range must end to be someone else's: the
@@ -68,30 +73,58 @@ fn current_stack_low() -> Option<usize> {
 }
 
 /// Records the calling thread's stack as one a container init need not keep. Call it first
-/// thing on every long-lived shim thread (the tokio runtime's `on_thread_start`).
+/// thing on every long-lived shim thread (the tokio runtime's `on_thread_start`), and
+/// [`unregister_current_thread`] when it ends: glibc may unmap a dead thread's stack and the
+/// address range may then hold anything.
 pub fn register_current_thread() {
     let Some(low) = current_stack_low() else {
         return;
     };
     let page = page_size();
     let end = (stack_pointer() & !(page - 1)).saturating_sub(page);
-    if end <= low {
+    if end <= low || OWN_SLOT.with(|own| own.get()).is_some() {
         return;
     }
-    OWN_LOW.with(|own| own.set(low));
-    for (low_slot, end_slot) in LOW.iter().zip(END.iter()) {
-        // A stack glibc reuses for a new thread has the same low address: update its entry.
-        match low_slot.compare_exchange(0, low, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => {
-                end_slot.store(end, Ordering::Release);
-                return;
-            }
-            Err(existing) if existing == low => {
-                end_slot.store(end, Ordering::Release);
-                return;
-            }
-            Err(_) => continue,
+    for (index, (low_slot, end_slot)) in LOW.iter().zip(END.iter()).enumerate() {
+        // Claiming through END first means no reader ever pairs one thread's LOW with
+        // another's END.
+        if end_slot
+            .compare_exchange(0, CLAIMING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            low_slot.store(low, Ordering::Release);
+            end_slot.store(end, Ordering::Release);
+            OWN_LOW.with(|own| own.set(low));
+            OWN_SLOT.with(|own| own.set(Some(index)));
+            return;
         }
+    }
+}
+
+/// Gives back the calling thread's slot; for the tokio runtime's `on_thread_stop`.
+pub fn unregister_current_thread() {
+    if let Some(index) = OWN_SLOT.with(|own| own.take()) {
+        if let Some(end_slot) = END.get(index) {
+            end_slot.store(0, Ordering::Release);
+        }
+        OWN_LOW.with(|own| own.set(0));
+    }
+}
+
+/// Registers the calling thread until the guard drops; for threads spawned with
+/// `std::thread`, whose closure holds it to the end.
+#[must_use = "the thread is unregistered when the guard drops"]
+pub fn register_scoped() -> Registration {
+    register_current_thread();
+    Registration(())
+}
+
+/// See [`register_scoped`].
+pub struct Registration(());
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        unregister_current_thread();
     }
 }
 
@@ -103,12 +136,13 @@ pub fn release_other_threads() -> usize {
     let own = OWN_LOW.with(|own| own.get());
     let mut released = 0;
     for (low_slot, end_slot) in LOW.iter().zip(END.iter()) {
-        let low = low_slot.load(Ordering::Acquire);
-        if low == 0 {
-            break;
-        }
         let end = end_slot.load(Ordering::Acquire);
-        if end <= low || low == own || (low..end.saturating_add(OWN_STACK_MARGIN)).contains(&here) {
+        let low = low_slot.load(Ordering::Acquire);
+        if end <= CLAIMING
+            || end <= low
+            || low == own
+            || (low..end.saturating_add(OWN_STACK_MARGIN)).contains(&here)
+        {
             continue;
         }
         // SAFETY: [low, end) lies in a stack of a thread that does not exist in this process,
@@ -159,6 +193,29 @@ mod tests {
         None
     }
 
+    fn is_registered(low: usize) -> bool {
+        LOW.iter()
+            .zip(END.iter())
+            .any(|(l, e)| l.load(Ordering::Acquire) == low && e.load(Ordering::Acquire) > low)
+    }
+
+    #[test]
+    fn an_ended_thread_is_no_longer_registered() {
+        let low = std::thread::spawn(|| {
+            let low = {
+                let _registered = register_scoped();
+                let low = current_stack_low().unwrap_or(0);
+                assert!(is_registered(low));
+                low
+            };
+            assert!(!is_registered(low), "the guard gave the slot back");
+            low
+        })
+        .join()
+        .unwrap();
+        assert_ne!(low, 0);
+    }
+
     #[inline(never)]
     fn dirty_stack(kib: usize) -> u8 {
         let mut frame = [1u8; 64 << 10];
@@ -178,7 +235,7 @@ mod tests {
         let worker = std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
-                register_current_thread();
+                let _registered = register_scoped();
                 std::hint::black_box(dirty_stack(512));
                 let low = current_stack_low().unwrap_or(0);
                 let _ = ready_tx.send(low);
