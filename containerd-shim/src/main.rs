@@ -9,6 +9,7 @@
 mod content;
 mod events;
 mod grouping;
+mod mount_namespace;
 mod oom;
 mod rootfs;
 mod rpc;

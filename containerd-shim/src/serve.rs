@@ -14,6 +14,7 @@ use tracing_subscriber::Layer as _;
 use wasmbay_runtime_bridge::inherited_stacks;
 
 use crate::events::EventSink;
+use crate::mount_namespace::{self, MountPlacement};
 use crate::rpc::TaskRpc;
 use crate::service::Service;
 
@@ -60,7 +61,19 @@ const MAX_REQUESTS_IN_FLIGHT: usize = 8192;
 
 pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     let flags = containerd_shim::parse(args).context("shim flags")?;
+    // Before any thread exists: the kernel refuses the unshare in a threaded process.
+    let private_mounts = match MountPlacement::from_env() {
+        MountPlacement::Private => Some(mount_namespace::enter_private()),
+        MountPlacement::Host => None,
+    };
     install_subscriber("shim");
+    match private_mounts {
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot enter a private mount namespace; container root filesystems are mounted in the host's")
+        }
+        Some(Ok(())) => tracing::debug!("in a private mount namespace, a slave of the host's"),
+        None => {}
+    }
     // containerd creates the first container as soon as the socket answers.
     wasmbay_runtime_bridge::cgroup_warmup::begin();
     let _boot = tracing::info_span!("shim.boot").entered();

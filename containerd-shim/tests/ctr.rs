@@ -236,6 +236,22 @@ fn a_killed_shim_leaves_nothing_behind() {
     assert!(std::fs::read_to_string(format!("/proc/{shim}/cmdline"))
         .unwrap()
         .contains("containerd-shim-wasmtime-v1"));
+    // The rootfs is mounted in the shim's own mount namespace, not in the host's: init
+    // processes then never parse a host mount table that grows with every container.
+    let rootfs = cd
+        .state()
+        .join("io.containerd.runtime.v2.task")
+        .join(cd.namespace())
+        .join("orphan/rootfs");
+    let shim_mounts = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap();
+    assert!(
+        shim_mounts.contains(rootfs.to_str().unwrap()),
+        "the shim does not see its rootfs mount"
+    );
+    assert!(
+        !wasmbay_testkit::mounts_under(cd.dir()).contains(&rootfs),
+        "the rootfs mount is visible in the host's namespace"
+    );
     unsafe { libc::kill(shim, libc::SIGKILL) };
     // containerd notices the dead shim and runs its `delete` action, which must remove the
     // still-spinning container.
@@ -262,11 +278,6 @@ fn a_killed_shim_leaves_nothing_behind() {
     let _ = cd.ctr().args(["tasks", "delete", "orphan"]).output();
     cd.run_ok(cd.ctr().args(["containers", "delete", "orphan"]), TIMEOUT)
         .unwrap();
-    let rootfs = cd
-        .state()
-        .join("io.containerd.runtime.v2.task")
-        .join(cd.namespace())
-        .join("orphan/rootfs");
     assert!(
         !wasmbay_testkit::mounts_under(cd.dir())
             .iter()
