@@ -85,47 +85,36 @@ mod tests {
     /// the parent, which is the whole point.
     #[test]
     fn a_mount_in_the_private_namespace_stays_there() {
-        if unsafe { libc::geteuid() } != 0 {
-            println!("skipped: needs root to unshare a mount namespace");
+        if !wasmbay_testkit::require_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().to_path_buf();
+        let target = dir.path().to_str().unwrap().to_string();
         let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
-        // SAFETY: the child only makes syscalls and exits.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let code = (|| {
-                enter_private().ok()?;
-                let ns = std::fs::read_link("/proc/self/ns/mnt").ok()?;
-                if ns == own_ns {
-                    return None;
-                }
-                let path = std::ffi::CString::new(target.to_str()?).ok()?;
-                // SAFETY: valid C strings; a tmpfs needs no source.
-                let mounted = unsafe {
-                    libc::mount(
-                        c"tmpfs".as_ptr(),
-                        path.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        0,
-                        std::ptr::null(),
-                    )
-                };
-                (mounted == 0).then_some(())
-            })()
-            .map_or(1, |()| 0);
-            // SAFETY: ends the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert!(wasmbay_testkit::holds_in_forked_child(|| {
+            if enter_private().is_err()
+                || std::fs::read_link("/proc/self/ns/mnt").ok().as_ref() == Some(&own_ns)
+            {
+                return false;
+            }
+            let Ok(path) = std::ffi::CString::new(target.as_str()) else {
+                return false;
+            };
+            // SAFETY: valid C strings; a tmpfs needs no source.
+            let mounted = unsafe {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    path.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            mounted == 0
+        }));
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(
-            !mounts.contains(target.to_str().unwrap()),
+            !mounts.contains(&target),
             "the child's tmpfs leaked into the parent's namespace"
         );
     }

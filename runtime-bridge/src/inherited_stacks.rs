@@ -31,11 +31,9 @@ static END: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 const CLAIMING: usize = 1;
 
 thread_local! {
-    /// The registered stack low address of this thread. A process cloned onto a stack of its
+    /// This thread's slot, to give back when it ends. A process cloned onto a stack of its
     /// own (libcontainer's fallback when `clone3` is refused) still has the cloning thread's
-    /// TLS, so this names the stack whose frames the child may still borrow from.
-    static OWN_LOW: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// This thread's slot, to give back when it ends.
+    /// TLS, so the slot also names the stack whose frames such a child may borrow from.
     static OWN_SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
@@ -94,7 +92,6 @@ pub fn register_current_thread() {
         {
             low_slot.store(low, Ordering::Release);
             end_slot.store(end, Ordering::Release);
-            OWN_LOW.with(|own| own.set(low));
             OWN_SLOT.with(|own| own.set(Some(index)));
             return;
         }
@@ -107,7 +104,6 @@ pub fn unregister_current_thread() {
         if let Some(end_slot) = END.get(index) {
             end_slot.store(0, Ordering::Release);
         }
-        OWN_LOW.with(|own| own.set(0));
     }
 }
 
@@ -129,18 +125,19 @@ impl Drop for Registration {
 }
 
 /// In a cloned init: drops this process's copies of every registered stack except the one
-/// the calling thread runs on and the one of the thread it was cloned from. Returns the bytes of address range released. Only for a process in
-/// which no other registered thread runs, i.e. a clone of the shim, never the shim itself.
+/// the calling thread runs on and the one of the thread it was cloned from. Returns the bytes
+/// of address range released. Only for a process in which no other registered thread runs,
+/// i.e. a clone of the shim, never the shim itself.
 pub fn release_other_threads() -> usize {
     let here = stack_pointer();
-    let own = OWN_LOW.with(|own| own.get());
+    let own = OWN_SLOT.with(|own| own.get());
     let mut released = 0;
-    for (low_slot, end_slot) in LOW.iter().zip(END.iter()) {
+    for (index, (low_slot, end_slot)) in LOW.iter().zip(END.iter()).enumerate() {
         let end = end_slot.load(Ordering::Acquire);
         let low = low_slot.load(Ordering::Acquire);
         if end <= CLAIMING
             || end <= low
-            || low == own
+            || own == Some(index)
             || (low..end.saturating_add(OWN_STACK_MARGIN)).contains(&here)
         {
             continue;
@@ -248,26 +245,13 @@ mod tests {
         let before = resident_kib_at(probe).unwrap();
         assert!(before >= 512, "the worker's stack holds {before} KiB");
 
-        // SAFETY: the child only reads /proc, calls madvise and exits.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
+        // The child's own stack still works (the check runs on it), and the worker's control
+        // block page above the released range is still there.
+        assert!(wasmbay_testkit::holds_in_forked_child(|| {
             let released = release_other_threads();
             let after = resident_kib_at(probe).unwrap_or(u64::MAX);
-            // The child's own stack still works (this call runs on it), and the worker's
-            // control block page above the released range is still there.
-            let code = if released >= 512 << 10 && after < 64 && after > 0 {
-                0
-            } else {
-                1
-            };
-            // SAFETY: ends the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            released >= 512 << 10 && after < 64 && after > 0
+        }));
 
         // The shim side keeps its stack: only the clone dropped its copy.
         assert!(resident_kib_at(probe).unwrap() >= 512);

@@ -323,8 +323,7 @@ impl Report {
             }
             let _ = writeln!(md, "| sleepers | per pod | wasm PSS/container | runc PSS/container | wasm per additional | runc per additional | wasm shims | runc shims | wasm shim wake-ups/s | runc shim wake-ups/s |");
             let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
-            let cell =
-                |m: Option<f64>| m.map_or_else(|| "-".to_string(), |m| format!("{m:.2} MiB"));
+
             for r in &self.memory {
                 let _ = writeln!(
                     md,
@@ -333,8 +332,8 @@ impl Report {
                     r.per_pod,
                     r.wasm_pss_mib,
                     r.runc_pss_mib,
-                    cell(r.wasm_additional_mib),
-                    cell(r.runc_additional_mib),
+                    mib_or_dash(r.wasm_additional_mib),
+                    mib_or_dash(r.runc_additional_mib),
                     r.wasm_shims,
                     r.runc_shims,
                     r.wasm_shim_wakeups,
@@ -367,4 +366,9 @@ impl Report {
         }
         md
     }
+}
+
+/// `12.34 MiB`, or `-` where there is no figure.
+pub(crate) fn mib_or_dash(mib: Option<f64>) -> String {
+    mib.map_or_else(|| "-".to_string(), |m| format!("{m:.2} MiB"))
 }

@@ -17,7 +17,7 @@ use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 use crate::cmd::bench::HELLO;
 use crate::cmd::bench_big::BigBench;
 use crate::cmd::bench_parallel::lifecycle_rate;
-use crate::cmd::bench_report::{LifecyclePair, MemoryRow, Report, Samples};
+use crate::cmd::bench_report::{mib_or_dash, LifecyclePair, MemoryRow, Report, Samples};
 
 /// Sleeps an hour in `poll_oneoff` (one relative clock subscription), using no CPU.
 const SLEEP: &str = r#"(module
@@ -218,10 +218,6 @@ fn wait_until_gone(binary: &str) {
     println!(
         "    note: {binary} processes still running after 20 s; shared pages are split with them"
     );
-}
-
-fn mib_or_dash(mib: Option<f64>) -> String {
-    mib.map_or_else(|| "-".to_string(), |m| format!("{m:.2} MiB"))
 }
 
 /// Starts `count` detached containers of `image`, `per_pod` of them sharing a pod (the CRI

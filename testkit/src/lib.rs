@@ -42,7 +42,10 @@ pub use api::{process_spec, ApiClient, ApiContainer};
 pub use containerd::{
     shim_socket_path, ContainerdConfig, CriRuntime, PrivateContainerd, TomlValue,
 };
-pub use process::{mounts_under, processes_mentioning, processes_rooted_under, run_with_timeout};
+pub use process::{
+    holds_in_forked_child, mounts_under, processes_mentioning, processes_rooted_under,
+    run_with_timeout,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -150,6 +150,24 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Forks, runs `check` in the child and reports whether it returned true there. For tests of
+/// process-wide state (namespaces, address space) that must not change the test process.
+/// The child leaves with `_exit`, so it runs no destructor of the parent's state.
+pub fn holds_in_forked_child(check: impl FnOnce() -> bool) -> bool {
+    // SAFETY: the child runs `check` and `_exit`s; glibc's fork resets the allocator locks.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = if check() { 0 } else { 1 };
+        // SAFETY: ends the forked child without unwinding into the parent's test harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+    reaped == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
