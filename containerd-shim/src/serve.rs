@@ -17,6 +17,7 @@ use crate::events::EventSink;
 use crate::mount_namespace::{self, MountPlacement};
 use crate::rpc::TaskRpc;
 use crate::service::Service;
+use wasmbay_runtime_bridge::zygote::Zygote;
 
 /// Overrides which log lines reach `WASMBAY_SHIM_LOG`, in `tracing` filter syntax; e.g.
 /// `libcontainer=debug` shows each step of a container's creation with its time.
@@ -66,7 +67,13 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
         MountPlacement::Private => Some(mount_namespace::enter_private()),
         MountPlacement::Host => None,
     };
+    // containerd starts the shim in the first container's bundle, which is removed with that
+    // container while the shim may go on serving others (a pod, a namespace); libcontainer
+    // (in the zygote) needs a working directory that exists.
+    std::env::set_current_dir("/").context("chdir /")?;
     install_subscriber("shim");
+    // Still before any thread: container inits must come from a single-threaded parent.
+    let zygote = Zygote::fork(true).context("forking the shim's zygote")?;
     match private_mounts {
         Some(Err(e)) => {
             tracing::warn!(error = %e, "cannot enter a private mount namespace; container root filesystems are mounted in the host's")
@@ -81,10 +88,6 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     if flags.socket.is_empty() {
         anyhow::bail!("-socket is required");
     }
-    // containerd starts the shim in the first container's bundle, which is removed with that
-    // container while the shim may go on serving others (a pod, a namespace); libcontainer
-    // needs a working directory that exists.
-    std::env::set_current_dir("/").context("chdir /")?;
     // Container init processes are grandchildren; as subreaper the shim inherits and waits
     // for them.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -93,6 +96,7 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
         ..Default::default()
     };
     let mut shim = Service::new(runtime_id, &flags, &mut config);
+    shim.set_zygote(zygote);
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
     // One worker is enough: every request hands its work to the blocking pool at once. Each
     // container's pending `wait` holds a blocking thread until it exits, so the pool must not

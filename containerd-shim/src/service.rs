@@ -2,6 +2,7 @@
 //! one shim process, created through libcontainer with the runtime-bridge executor.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -12,14 +13,12 @@ use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcResult};
-use wasmbay_runtime_bridge::libcontainer::container::builder::ContainerBuilder;
 use wasmbay_runtime_bridge::libcontainer::container::Container;
 use wasmbay_runtime_bridge::libcontainer::signal::Signal;
-use wasmbay_runtime_bridge::libcontainer::syscall::syscall::SyscallType;
 use wasmbay_runtime_bridge::prepare::{
     entrypoint_in_rootfs, prepare, prepare_layer, LayerModule, PreparedArtifact,
 };
-use wasmbay_runtime_bridge::{inherited_stacks, WasmExecutor, ENGINE_ANNOTATION};
+use wasmbay_runtime_bridge::{inherited_stacks, ENGINE_ANNOTATION};
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
@@ -27,6 +26,7 @@ use crate::content::ContentStore;
 use crate::events::EventSink;
 use crate::grouping::{Grouping, LINGER_ENV, SANDBOX_ANNOTATION};
 use crate::stdio::{open_output, open_stdin};
+use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
 
 /// `containerd-shim-wasmtime-v1` → `wasmtime`.
 /// Set by the shim's `start` for the daemon it spawns: the engine named by containerd's runtime.
@@ -107,6 +107,8 @@ struct Inner {
     linger: std::time::Duration,
     /// Counts creates, so an idle shim knows whether a container came while it lingered.
     creates: std::sync::atomic::AtomicU64,
+    /// Where container inits come from (`zygote.rs`); set once by the daemon at boot.
+    zygote: std::sync::OnceLock<Zygote>,
 }
 
 #[derive(Clone)]
@@ -176,6 +178,11 @@ fn engine_of_runtime(runtime_id: &str) -> String {
 }
 
 impl Service {
+    /// The single-threaded process that creates this shim's containers.
+    pub(crate) fn set_zygote(&self, zygote: Zygote) {
+        let _ = self.inner.zygote.set(zygote);
+    }
+
     /// Where this shim's task events go from now on.
     pub(crate) fn set_events(&self, sink: EventSink) {
         *self
@@ -379,7 +386,7 @@ impl Service {
             };
             drop(prepare_span);
             tracing::debug!(prepared = prepared.is_some(), "prepared");
-            let executor = WasmExecutor::new(engine, prepared);
+            wasmbay_runtime_bridge::dev_setup::prepare_bundle_dev(&bundle, &spec)?;
             std::fs::create_dir_all(&self.inner.state_root)?;
             let stdin = open_stdin(&req.stdin).with_context(|| format!("stdin {}", req.stdin))?;
             let stdout =
@@ -388,23 +395,38 @@ impl Service {
                 open_output(&req.stderr).with_context(|| format!("stderr {}", req.stderr))?;
             tracing::debug!("stdio open, building");
             let _span = tracing::info_span!("container.create").entered();
-            let _cwd = cwd_lock();
-            let container = ContainerBuilder::new(req.id.clone(), SyscallType::default())
-                .with_executor(executor)
-                .with_root_path(&self.inner.state_root)?
-                .with_stdin(stdin)
-                .with_stdout(stdout)
-                .with_stderr(stderr)
-                .validate_id()?
-                .as_init(&bundle)
-                .with_systemd(false)
-                .with_detach(true)
-                .build()
-                .with_context(|| format!("creating container {}", req.id))?;
-            Ok::<_, anyhow::Error>(container)
+            let (prepared, code) = match prepared.as_ref().map(PreparedArtifact::to_wire) {
+                Some(wire) => {
+                    let (wire, fd) = wire.context("handing the prepared module to the zygote")?;
+                    (Some(wire), Some(fd))
+                }
+                None => (None, None),
+            };
+            let mut order = CreateOrder::new(
+                &req.id,
+                bundle.clone(),
+                self.inner.state_root.clone(),
+                engine,
+            );
+            order.prepared = prepared;
+            order.stdio = true;
+            let zygote = self
+                .inner
+                .zygote
+                .get()
+                .context("this shim process has no zygote to create containers")?;
+            let pid = zygote.create(
+                &order,
+                Some([&stdin, &stdout, &stderr]),
+                code.as_ref().map(|fd| fd.as_fd()),
+                true,
+            )?;
+            let container = Container::load(self.inner.state_root.join(&req.id))
+                .with_context(|| format!("loading the state of container {}", req.id))?;
+            Ok::<_, anyhow::Error>((container, pid))
         })();
-        let container = match result {
-            Ok(container) => container,
+        let (container, pid) = match result {
+            Ok(created) => created,
             Err(e) => {
                 if let Some(rootfs) = &mounted {
                     let _ = crate::rootfs::unmount(rootfs);
@@ -412,7 +434,6 @@ impl Service {
                 return Err(e);
             }
         };
-        let pid = container.pid().map(|p| p.as_raw()).unwrap_or(0);
         self.lock().insert(
             req.id.clone(),
             Task {
@@ -463,6 +484,7 @@ impl containerd_shim::Shim for Service {
                 socket: PathBuf::from(args.socket.strip_prefix("unix://").unwrap_or(&args.socket)),
                 linger,
                 creates: std::sync::atomic::AtomicU64::new(0),
+                zygote: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -14,7 +14,17 @@ use crate::prepare::{FileIdentity, ModuleSource, PreparedArtifact, PreparedCode}
 
 fn die(code: i32, message: &str) -> ! {
     eprintln!("wasmbay: {message}");
-    std::process::exit(code)
+    end_process(code)
+}
+
+/// Ends the whole init process (every thread: `_exit` is `exit_group`) with `code`. Not
+/// `std::process::exit`: its exit handlers and Rust's one-exiting-thread guard can wait on
+/// other threads, and nothing of the guest's needs running after its output is flushed.
+fn end_process(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process and touches none of its memory.
+    unsafe { libc::_exit(code) }
 }
 
 fn load(
@@ -123,6 +133,7 @@ fn close_range(first: u32, last: u32) {
 }
 
 /// Runs the module at `module_path` (a path inside the container) and exits with its status.
+/// Every way the run can end, a panic included, ends the whole process.
 pub fn run_guest(
     engine_name: &str,
     module_path: &Path,
@@ -130,6 +141,25 @@ pub fn run_guest(
     config: WasiConfig,
     prepared: Option<&PreparedArtifact>,
 ) -> ! {
+    let run = std::panic::AssertUnwindSafe(|| {
+        run_to_status(engine_name, module_path, entry, config, prepared)
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(code) => end_process(code),
+        Err(_) => die(
+            error_codes::RUNTIME,
+            &format!("{}: the guest runner panicked", module_path.display()),
+        ),
+    }
+}
+
+fn run_to_status(
+    engine_name: &str,
+    module_path: &Path,
+    entry: &Entrypoint,
+    config: WasiConfig,
+    prepared: Option<&PreparedArtifact>,
+) -> i32 {
     use std::os::fd::AsRawFd;
     let artifact_fd = prepared.and_then(|p| match &p.code {
         PreparedCode::Artifact { file, .. } => Some(file.as_raw_fd()),
@@ -158,8 +188,7 @@ pub fn run_guest(
     let run_span = tracing::info_span!("guest.run").entered();
     let status = module.run(config, entry.func.as_deref(), &stop);
     drop(run_span);
-    let _ = std::io::stdout().flush();
-    let code = match status {
+    match status {
         Ok(status) => {
             if let ExitStatus::Trapped(message) = &status {
                 eprintln!("wasmbay: wasm trap: {message}");
@@ -170,9 +199,7 @@ pub fn run_guest(
             eprintln!("wasmbay: {}: {e}", module_path.display());
             e.exit_code()
         }
-    };
-    let _ = std::io::stderr().flush();
-    std::process::exit(code)
+    }
 }
 
 #[cfg(test)]

@@ -12,11 +12,14 @@
 //! [`Executor`]: libcontainer::workload::Executor
 
 pub mod cgroup_warmup;
+pub mod dev_setup;
 pub mod executor;
+mod fd_passing;
 pub mod guest;
 pub mod handler;
 pub mod inherited_stacks;
 pub mod prepare;
+pub mod zygote;
 
 pub use executor::WasmExecutor;
 pub use libcontainer;

@@ -9,6 +9,7 @@
 //! image maps the same file.
 
 use std::fs::File;
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::handler::{decide, Decision};
 
 /// Identifies a module file so that the container side can check it sees the same file the
 /// host compiled (a bind mount over the module path would show another).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileIdentity {
     dev: u64,
     ino: u64,
@@ -78,6 +79,95 @@ pub struct PreparedArtifact {
     pub code: PreparedCode,
 }
 
+/// A [`PreparedArtifact`] as plain data, for handing it to another process beside one open
+/// descriptor: the artifact file, or a memfd holding the module's bytes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PreparedWire {
+    /// The module's file identity in the rootfs, or None for an image layer.
+    rootfs_file: Option<FileIdentity>,
+    /// The layer's name, for an image layer.
+    layer: Option<String>,
+    /// The artifact's path in the host cache and its kind ("core", "component"); None when
+    /// the descriptor holds wasm bytes.
+    artifact: Option<(PathBuf, String)>,
+}
+
+impl PreparedArtifact {
+    /// Splits this into plain data and the descriptor that carries its code.
+    pub fn to_wire(&self) -> std::io::Result<(PreparedWire, std::os::fd::OwnedFd)> {
+        let (rootfs_file, layer) = match &self.source {
+            ModuleSource::RootfsFile(identity) => (Some(*identity), None),
+            ModuleSource::ImageLayer(name) => (None, Some(name.clone())),
+        };
+        let (artifact, fd) = match &self.code {
+            PreparedCode::Artifact { file, path, kind } => (
+                Some((path.clone(), kind.as_str().to_string())),
+                file.as_fd().try_clone_to_owned()?,
+            ),
+            PreparedCode::Wasm(bytes) => (None, bytes_in_memfd(bytes)?),
+        };
+        let wire = PreparedWire {
+            rootfs_file,
+            layer,
+            artifact,
+        };
+        Ok((wire, fd))
+    }
+
+    /// Puts a [`PreparedWire`] and its descriptor back together.
+    pub fn from_wire(wire: PreparedWire, fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
+        use std::io::Read as _;
+        let invalid =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        let source = match (wire.rootfs_file, wire.layer) {
+            (Some(identity), None) => ModuleSource::RootfsFile(identity),
+            (None, Some(name)) => ModuleSource::ImageLayer(name),
+            _ => {
+                return Err(invalid(
+                    "prepared module names neither a rootfs file nor a layer",
+                ))
+            }
+        };
+        let mut file = File::from(fd);
+        let code = match wire.artifact {
+            Some((path, kind)) => {
+                let kind = match kind.as_str() {
+                    "core" => ModuleKind::Core,
+                    "component" => ModuleKind::Component,
+                    other => return Err(invalid(&format!("unknown module kind {other:?}"))),
+                };
+                PreparedCode::Artifact {
+                    file: Arc::new(file),
+                    path,
+                    kind,
+                }
+            }
+            None => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)?;
+                PreparedCode::Wasm(Arc::new(bytes))
+            }
+        };
+        Ok(PreparedArtifact { source, code })
+    }
+}
+
+/// An anonymous in-memory file holding `bytes`, positioned at its start.
+fn bytes_in_memfd(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::{Seek as _, Write as _};
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: the name is a NUL-terminated literal; a non-negative result is a new descriptor.
+    let fd = unsafe { libc::memfd_create(c"wasmbay-module".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let mut file = File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file.into())
+}
+
 /// A module that is an image layer rather than a file in the rootfs. The frontend that owns
 /// the content store supplies the digest from the layer's descriptor and a way to read it,
 /// which runs only when the cache does not already hold the compiled module.
@@ -89,7 +179,8 @@ pub struct LayerModule<'a> {
     pub fetch: Box<dyn FnOnce() -> std::io::Result<Vec<u8>> + 'a>,
 }
 
-fn rootfs_of(bundle: &Path, spec: &Spec) -> Option<PathBuf> {
+/// The host path of the spec's root filesystem.
+pub fn rootfs_of(bundle: &Path, spec: &Spec) -> Option<PathBuf> {
     let root = spec.root().as_ref()?;
     Some(if root.path().is_absolute() {
         root.path().clone()

@@ -470,3 +470,101 @@ fn non_wasm_non_native_entrypoint_is_refused_naming_the_file() {
         "state left after a failed create"
     );
 }
+
+/// Rewrites `bundle` as runc's minimal bundles often are: no `/dev` directory in a writable
+/// rootfs, and no `/dev` mount, so the runtime creates `/dev` and its default entries itself.
+fn without_dev(bundle: &Bundle) {
+    let config_path = bundle.path.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["root"]["readonly"] = json!(false);
+    config["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    std::fs::remove_dir(bundle.path.join("rootfs/dev")).unwrap();
+}
+
+/// Files put into a test rootfs: path and contents.
+type Files<'a> = &'a [(&'a str, &'a [u8])];
+
+#[test]
+fn a_bundle_without_dev_runs_twice_as_with_runc() {
+    if !is_root() {
+        return;
+    }
+    let Some(busybox) = busybox() else { return };
+    if !wasmbay_testkit::require_command("runc") {
+        return;
+    }
+    let rt = Runtime::new();
+    let bb = std::fs::read(busybox).unwrap();
+    let cases: [(Files, &[&str], &str); 2] = [
+        (
+            &[("/bin/busybox", &bb)],
+            &["/bin/busybox", "echo", "native"],
+            "native\n",
+        ),
+        (&[("/app.wat", HELLO.as_bytes())], &["/app.wat"], "hello\n"),
+    ];
+    for (files, args, expected) in cases {
+        let ours = rt.bundle(files, args, &["PATH=/bin"]);
+        let theirs = rt.bundle(files, args, &["PATH=/bin"]);
+        without_dev(&ours);
+        without_dev(&theirs);
+        // runc runs only the native program; both rootfs must come out alike.
+        let native = args[0].contains("busybox");
+        for round in 1..=2 {
+            if native {
+                let runc = Command::new("runc")
+                    .arg("--root")
+                    .arg(rt.dir.path().join("runc-state"))
+                    .args(["run", "--bundle"])
+                    .arg(&theirs.path)
+                    .arg(format!("{}-{round}", theirs.id))
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    runc.status.code(),
+                    Some(0),
+                    "runc run {round}: {}",
+                    String::from_utf8_lossy(&runc.stderr)
+                );
+            }
+            let mine = rt
+                .cmd()
+                .args(["run", "--bundle"])
+                .arg(&ours.path)
+                .arg(format!("{}-{round}", ours.id))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(
+                (
+                    mine.status.code(),
+                    String::from_utf8_lossy(&mine.stdout).as_ref()
+                ),
+                (Some(0), expected),
+                "wasmbay-runtime run {round} of {args:?}: {}",
+                String::from_utf8_lossy(&mine.stderr)
+            );
+            // The same entries are left in both rootfs (runc's side only runs native code).
+            if native {
+                for entry in ["dev/null", "dev/fd", "dev/stdout", "dev/ptmx"] {
+                    assert_eq!(
+                        theirs
+                            .path
+                            .join("rootfs")
+                            .join(entry)
+                            .symlink_metadata()
+                            .is_ok(),
+                        ours.path
+                            .join("rootfs")
+                            .join(entry)
+                            .symlink_metadata()
+                            .is_ok(),
+                        "{entry} after run {round}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,16 +1,16 @@
 //! The runc commands, on libcontainer and the wasm executor.
 
 use std::fs;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
-use libcontainer::syscall::syscall::SyscallType;
 use liboci_cli::{Create, Delete, Kill, Ps, Run, Start, State};
 use wasmbay_runtime_bridge::prepare::prepare;
-use wasmbay_runtime_bridge::{WasmExecutor, ENGINE_ANNOTATION};
+use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
+use wasmbay_runtime_bridge::ENGINE_ANNOTATION;
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
@@ -34,36 +34,48 @@ fn load_spec(bundle: &Path) -> Result<(PathBuf, Spec)> {
     Ok((bundle, spec))
 }
 
-fn executor_for(bundle: &Path, spec: &Spec, default_engine: &str) -> Result<WasmExecutor> {
-    let engine = engine_for(spec, default_engine);
-    let prepared = prepare(bundle, spec, &engine, Some(ModuleCache::default_location()))?;
-    Ok(WasmExecutor::new(engine, prepared))
-}
-
-fn builder(global: &Global, id: &str, executor: WasmExecutor) -> Result<ContainerBuilder> {
+/// Everything `create` and `run` do before the container exists: the `/dev` a rootfs without
+/// one needs, the module compiled into the cache and opened, the order for the zygote.
+fn order_for(global: &Global, id: &str, bundle: &Path) -> Result<(CreateOrder, Option<OwnedFd>)> {
+    let (bundle, spec) = load_spec(bundle)?;
+    wasmbay_runtime_bridge::dev_setup::prepare_bundle_dev(&bundle, &spec)?;
+    let engine = engine_for(&spec, &global.engine);
+    let prepared = prepare(
+        &bundle,
+        &spec,
+        &engine,
+        Some(ModuleCache::default_location()),
+    )?;
     fs::create_dir_all(&global.root)
         .with_context(|| format!("state directory {}", global.root.display()))?;
-    Ok(
-        ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(executor)
-            .with_root_path(&global.root)?,
-    )
+    let mut order = CreateOrder::new(id, bundle, global.root.clone(), engine);
+    order.systemd = global.systemd_cgroup;
+    let code = match prepared.as_ref().map(|p| p.to_wire()).transpose()? {
+        Some((wire, fd)) => {
+            order.prepared = Some(wire);
+            Some(fd)
+        }
+        None => None,
+    };
+    Ok((order, code))
+}
+
+/// Forks the zygote: the first thing `create` and `run` do, while this process has one thread.
+fn zygote() -> Result<Zygote> {
+    Zygote::fork(false).context("forking the runtime's zygote")
 }
 
 pub fn create(global: &Global, args: Create) -> Result<()> {
+    let zygote = zygote()?;
     wasmbay_runtime_bridge::cgroup_warmup::begin();
-    let (bundle, spec) = load_spec(&args.bundle)?;
-    let executor = executor_for(&bundle, &spec, &global.engine)?;
-    builder(global, &args.container_id, executor)?
-        .with_pid_file(args.pid_file.as_ref())?
-        .with_console_socket(args.console_socket.as_ref())
-        .with_preserved_fds(args.preserve_fds)
-        .validate_id()?
-        .as_init(&bundle)
-        .with_systemd(global.systemd_cgroup)
-        .with_detach(true)
-        .with_no_pivot(args.no_pivot)
-        .build()
+    let (mut order, code) = order_for(global, &args.container_id, &args.bundle)?;
+    order.pid_file = args.pid_file.clone();
+    order.console_socket = args.console_socket.clone();
+    order.preserve_fds = args.preserve_fds;
+    order.no_pivot = args.no_pivot;
+    // The caller (a shim, like runc's) is the subreaper that adopts the init.
+    zygote
+        .create(&order, None, code.as_ref().map(|fd| fd.as_fd()), false)
         .with_context(|| format!("creating container {}", args.container_id))?;
     Ok(())
 }
@@ -165,25 +177,31 @@ pub fn delete(global: &Global, args: Delete) -> Result<()> {
 }
 
 pub fn run(global: &Global, args: Run) -> Result<i32> {
+    let zygote = zygote()?;
     wasmbay_runtime_bridge::cgroup_warmup::begin();
-    let (bundle, spec) = load_spec(&args.bundle)?;
-    let executor = executor_for(&bundle, &spec, &global.engine)?;
+    let (mut order, code) = order_for(global, &args.container_id, &args.bundle)?;
+    order.pid_file = args.pid_file.clone();
+    order.console_socket = args.console_socket.clone();
+    order.preserve_fds = args.preserve_fds;
+    order.no_pivot = args.no_pivot;
+    order.detach = args.detach;
     // The container's init is a grandchild; as subreaper this process inherits it when its
     // parent exits, and can wait for it.
     if !args.detach {
+        // SAFETY: prctl changes only this process's attributes.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let mut container = builder(global, &args.container_id, executor)?
-        .with_pid_file(args.pid_file.as_ref())?
-        .with_console_socket(args.console_socket.as_ref())
-        .with_preserved_fds(args.preserve_fds)
-        .validate_id()?
-        .as_init(&bundle)
-        .with_systemd(global.systemd_cgroup)
-        .with_detach(args.detach)
-        .with_no_pivot(args.no_pivot)
-        .build()
+    zygote
+        .create(
+            &order,
+            None,
+            code.as_ref().map(|fd| fd.as_fd()),
+            !args.detach,
+        )
         .with_context(|| format!("creating container {}", args.container_id))?;
+    // Nothing more to create: the zygote ends when its socket closes.
+    drop(zygote);
+    let mut container = load(global, &args.container_id)?;
     container
         .start()
         .with_context(|| format!("starting container {}", args.container_id))?;
