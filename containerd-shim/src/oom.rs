@@ -33,7 +33,6 @@ pub fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> io::Result<
     std::thread::Builder::new()
         .name("oom-watch".into())
         .spawn(move || {
-            let _registered = wasmbay_runtime_bridge::inherited_stacks::register_scoped();
             let _control = control;
             let mut count = [0u8; 8];
             while events.read_exact(&mut count).is_ok() {

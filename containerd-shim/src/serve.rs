@@ -11,7 +11,6 @@ use containerd_shim::protos::shim_async::{create_task, Task};
 use containerd_shim::protos::ttrpc;
 use containerd_shim::Shim;
 use tracing_subscriber::Layer as _;
-use wasmbay_runtime_bridge::inherited_stacks;
 
 use crate::events::EventSink;
 use crate::mount_namespace::{self, MountPlacement};
@@ -105,8 +104,6 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
         .worker_threads(1)
         .max_blocking_threads(MAX_REQUESTS_IN_FLIGHT)
         .thread_name("shim-rpc")
-        .on_thread_start(inherited_stacks::register_current_thread)
-        .on_thread_stop(inherited_stacks::unregister_current_thread)
         .enable_all()
         .build()
         .context("tokio runtime")?;

@@ -18,7 +18,7 @@ use wasmbay_runtime_bridge::libcontainer::signal::Signal;
 use wasmbay_runtime_bridge::prepare::{
     entrypoint_in_rootfs, prepare, prepare_layer, LayerModule, PreparedArtifact,
 };
-use wasmbay_runtime_bridge::{inherited_stacks, ENGINE_ANNOTATION};
+use wasmbay_runtime_bridge::ENGINE_ANNOTATION;
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
@@ -213,7 +213,6 @@ impl Service {
     fn watch(&self, id: String, pid: i32) {
         let service = self.clone();
         std::thread::spawn(move || {
-            let _registered = inherited_stacks::register_scoped();
             let code = loop {
                 let mut status = 0;
                 let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };

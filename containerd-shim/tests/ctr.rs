@@ -365,8 +365,8 @@ fn parent_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// The shim processes serving containers of this test's containerd. A wasm container's init
-/// is a clone of its shim with the same command line, so only the topmost count.
+/// The shim processes serving containers of this test's containerd. A shim's zygote and the
+/// wasm inits it makes share the shim's command line, so only the topmost count.
 fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
     let address = cd.address().to_string_lossy().into_owned();
     let mentioning: Vec<u32> = wasmbay_testkit::processes_mentioning(&address)
@@ -499,8 +499,7 @@ fn a_namespace_shim_that_went_idle_is_replaced_by_the_next_start() {
     let cd = namespace_containerd(dir.path(), "200");
     let hello = import(&cd, dir.path(), "hello", HELLO);
     // Two starts back to back share the lingering shim; after it has exited, the next start
-    // spawns a new one. Starts run one after another: concurrent creates in one shim are a
-    // known open problem (see docs/ARCHITECTURE.md, "Shim grouping").
+    // spawns a new one. Starts run one after another, so that the idle exit is what is tested.
     for round in 0..2 {
         for i in 0..2 {
             let mut run = cd.ctr_run();
@@ -606,5 +605,53 @@ fn guests_ending_beside_busy_threads_always_exit() {
         containers.stdout.is_empty(),
         "{}",
         String::from_utf8_lossy(&containers.stdout)
+    );
+}
+
+/// Creates at once into one shim: every create runs in a worker forked from the shim's
+/// single-threaded zygote, so none inherits a lock another create held (they used to hang).
+#[test]
+fn sixteen_concurrent_creates_into_one_namespace_shim_all_finish() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A long linger: the shim must not go idle between two runs of a round and be replaced.
+    let cd = namespace_containerd(dir.path(), "20000");
+    let image = import(&cd, dir.path(), "poll", &POLL_STDIN_THEN.replace("END", ""));
+    let rounds = stress_rounds().div_ceil(5);
+    for round in 0..rounds {
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..16)
+                .map(|i| {
+                    let (cd, image) = (&cd, &image);
+                    scope.spawn(move || {
+                        let id = format!("par-{round}-{i}");
+                        let mut run = cd.ctr_run();
+                        run.args(["--rm", "--runtime", RUNTIME, image, &id]);
+                        (id, wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT))
+                    })
+                })
+                .collect();
+            for run in runs {
+                let (id, out) = run.join().unwrap();
+                let out = out.unwrap_or_else(|e| panic!("{id}: {e}\n{}", cd.log_tail()));
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{id}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        });
+        assert_eq!(shims_of(&cd).len(), 1, "one shim for the namespace");
+    }
+    let tasks = cd
+        .run_ok(cd.ctr().args(["tasks", "ls", "-q"]), TIMEOUT)
+        .unwrap();
+    assert!(
+        tasks.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&tasks.stdout)
     );
 }

@@ -152,8 +152,6 @@ impl Executor for WasmExecutor {
             Decision::Native => DefaultExecutor {}.exec(spec),
             Decision::Refuse(why) => Err(ExecutorError::Other(why)),
             Decision::Wasm => {
-                let released = crate::inherited_stacks::release_other_threads();
-                tracing::debug!(released, "released inherited thread stacks");
                 let WorkloadSpec {
                     entrypoint, config, ..
                 } = target.workload;

@@ -17,7 +17,6 @@ pub mod executor;
 mod fd_passing;
 pub mod guest;
 pub mod handler;
-pub mod inherited_stacks;
 pub mod prepare;
 pub mod zygote;
 
