@@ -129,8 +129,8 @@ fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
 
 /// libcontainer binds and connects a container's notify socket by a relative name after
 /// changing the process's working directory (unix socket paths are short), so two containers
-/// created or started at once by threads of one shim would each chdir under the other. Held
-/// around those calls.
+/// started at once by threads of one shim would each chdir under the other. Held around
+/// `start`; a create runs in a zygote worker, a process of its own.
 static CWD_LOCK: Mutex<()> = Mutex::new(());
 
 fn cwd_lock() -> std::sync::MutexGuard<'static, ()> {
