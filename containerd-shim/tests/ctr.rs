@@ -522,33 +522,6 @@ fn a_namespace_shim_that_went_idle_is_replaced_by_the_next_start() {
     }
 }
 
-/// Polls stdin (at end of file: ctr gives the task none) and a 20 ms clock, then ends as the
-/// `END` placeholder says. wasmtime-wasi answers a poll on stdin from a thread of its own and
-/// through a tokio runtime, so the guest ends while other threads of its init exist.
-const POLL_STDIN_THEN: &str = r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i64.store (i32.const 0) (i64.const 1))
-    (i32.store8 (i32.const 8) (i32.const 1))
-    (i32.store (i32.const 16) (i32.const 0))
-    (i64.store (i32.const 48) (i64.const 2))
-    (i32.store8 (i32.const 56) (i32.const 0))
-    (i32.store (i32.const 64) (i32.const 1))
-    (i64.store (i32.const 72) (i64.const 20000000))
-    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 2) (i32.const 256)))
-    END))"#;
-
-/// How many rounds of the lost-exit stress run: a few in CI, `WASMBAY_STRESS_ROUNDS` for the
-/// long run (docs/reliability/).
-fn stress_rounds() -> usize {
-    std::env::var("WASMBAY_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10)
-}
-
 #[test]
 fn guests_ending_beside_busy_threads_always_exit() {
     if !require_root() {
@@ -564,11 +537,11 @@ fn guests_ending_beside_busy_threads_always_exit() {
     let images: Vec<(String, &str, i32)> = guests
         .iter()
         .map(|(name, end, code)| {
-            let wat = POLL_STDIN_THEN.replace("END", end);
+            let wat = wasmbay_testkit::poll_stdin_then(end);
             (import(&cd, dir.path(), name, &wat), *name, *code)
         })
         .collect();
-    let rounds = stress_rounds();
+    let rounds = wasmbay_testkit::stress_rounds();
     let started = std::time::Instant::now();
     for round in 0..rounds {
         for (image, name, code) in &images {
@@ -618,8 +591,13 @@ fn sixteen_concurrent_creates_into_one_namespace_shim_all_finish() {
     let dir = tempfile::tempdir().unwrap();
     // A long linger: the shim must not go idle between two runs of a round and be replaced.
     let cd = namespace_containerd(dir.path(), "20000");
-    let image = import(&cd, dir.path(), "poll", &POLL_STDIN_THEN.replace("END", ""));
-    let rounds = stress_rounds().div_ceil(5);
+    let image = import(
+        &cd,
+        dir.path(),
+        "poll",
+        &wasmbay_testkit::poll_stdin_then(""),
+    );
+    let rounds = wasmbay_testkit::stress_rounds().div_ceil(5);
     for round in 0..rounds {
         std::thread::scope(|scope| {
             let runs: Vec<_> = (0..16)

@@ -569,38 +569,15 @@ fn a_bundle_without_dev_runs_twice_as_with_runc() {
     }
 }
 
-/// Polls stdin and a 20 ms clock, then exits 7: wasmtime-wasi answers the stdin poll from a
-/// thread of its own, so the guest ends while another thread of its init is blocked.
-const POLL_STDIN_EXIT_7: &str = r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i64.store (i32.const 0) (i64.const 1))
-    (i32.store8 (i32.const 8) (i32.const 1))
-    (i32.store (i32.const 16) (i32.const 0))
-    (i64.store (i32.const 48) (i64.const 2))
-    (i32.store8 (i32.const 56) (i32.const 0))
-    (i32.store (i32.const 64) (i32.const 1))
-    (i64.store (i32.const 72) (i64.const 20000000))
-    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 2) (i32.const 256)))
-    (call $exit (i32.const 7))))"#;
-
 #[test]
 fn guests_ending_beside_a_blocked_thread_always_exit_through_the_runtime() {
     if !is_root() {
         return;
     }
-    let rounds = std::env::var("WASMBAY_STRESS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let rounds = wasmbay_testkit::stress_rounds();
     let rt = Runtime::new();
-    let b = rt.bundle(
-        &[("/app.wat", POLL_STDIN_EXIT_7.as_bytes())],
-        &["/app.wat"],
-        &[],
-    );
+    let guest = wasmbay_testkit::poll_stdin_then("(call $exit (i32.const 7))");
+    let b = rt.bundle(&[("/app.wat", guest.as_bytes())], &["/app.wat"], &[]);
     for round in 0..rounds {
         let mut run = rt.cmd();
         run.args(["run", "--bundle"])

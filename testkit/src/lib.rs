@@ -37,6 +37,7 @@ mod api;
 mod containerd;
 pub mod cri;
 mod process;
+mod stress;
 
 pub use api::{process_spec, ApiClient, ApiContainer};
 pub use containerd::{
@@ -46,6 +47,7 @@ pub use process::{
     holds_in_forked_child, mounts_under, processes_mentioning, processes_rooted_under,
     run_with_timeout,
 };
+pub use stress::{poll_stdin_then, stress_rounds};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
