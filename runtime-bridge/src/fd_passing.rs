@@ -52,11 +52,17 @@ pub fn send(socket: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> i
             }
         }
     }
+    // SAFETY: `msg` describes live buffers for the duration of the call.
+    retry_interrupted(|| unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
+    Ok(())
+}
+
+/// Runs a system call until a signal no longer interrupts it; its result, or its error.
+fn retry_interrupted(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: `msg` describes live buffers for the duration of the call.
-        let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        if sent >= 0 {
-            return Ok(());
+        let result = call();
+        if result >= 0 {
+            return Ok(result as usize);
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
@@ -80,17 +86,10 @@ pub fn recv(socket: BorrowedFd<'_>) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = control.0.len() as _;
-    let received = loop {
-        // SAFETY: `msg` describes live, writable buffers for the duration of the call.
-        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    };
+    // SAFETY: `msg` describes live, writable buffers for the duration of the call.
+    let received = retry_interrupted(|| unsafe {
+        libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
+    })?;
     let mut fds = Vec::new();
     // SAFETY: the kernel filled msg_control with well-formed headers of msg_controllen bytes;
     // the CMSG macros walk only within it, and each SCM_RIGHTS descriptor is new and ours.

@@ -48,7 +48,7 @@ impl FileIdentity {
 }
 
 /// Where the container's module comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ModuleSource {
     /// A file in the rootfs, as the host saw it when compiling.
     RootfsFile(FileIdentity),
@@ -83,32 +83,24 @@ pub struct PreparedArtifact {
 /// descriptor: the artifact file, or a memfd holding the module's bytes.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PreparedWire {
-    /// The module's file identity in the rootfs, or None for an image layer.
-    rootfs_file: Option<FileIdentity>,
-    /// The layer's name, for an image layer.
-    layer: Option<String>,
-    /// The artifact's path in the host cache and its kind ("core", "component"); None when
-    /// the descriptor holds wasm bytes.
-    artifact: Option<(PathBuf, String)>,
+    source: ModuleSource,
+    /// The artifact's path in the host cache and its kind; None when the descriptor holds
+    /// wasm bytes.
+    artifact: Option<(PathBuf, ModuleKind)>,
 }
 
 impl PreparedArtifact {
     /// Splits this into plain data and the descriptor that carries its code.
     pub fn to_wire(&self) -> std::io::Result<(PreparedWire, std::os::fd::OwnedFd)> {
-        let (rootfs_file, layer) = match &self.source {
-            ModuleSource::RootfsFile(identity) => (Some(*identity), None),
-            ModuleSource::ImageLayer(name) => (None, Some(name.clone())),
-        };
         let (artifact, fd) = match &self.code {
             PreparedCode::Artifact { file, path, kind } => (
-                Some((path.clone(), kind.as_str().to_string())),
+                Some((path.clone(), *kind)),
                 file.as_fd().try_clone_to_owned()?,
             ),
             PreparedCode::Wasm(bytes) => (None, bytes_in_memfd(bytes)?),
         };
         let wire = PreparedWire {
-            rootfs_file,
-            layer,
+            source: self.source.clone(),
             artifact,
         };
         Ok((wire, fd))
@@ -117,38 +109,23 @@ impl PreparedArtifact {
     /// Puts a [`PreparedWire`] and its descriptor back together.
     pub fn from_wire(wire: PreparedWire, fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
         use std::io::Read as _;
-        let invalid =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let source = match (wire.rootfs_file, wire.layer) {
-            (Some(identity), None) => ModuleSource::RootfsFile(identity),
-            (None, Some(name)) => ModuleSource::ImageLayer(name),
-            _ => {
-                return Err(invalid(
-                    "prepared module names neither a rootfs file nor a layer",
-                ))
-            }
-        };
         let mut file = File::from(fd);
         let code = match wire.artifact {
-            Some((path, kind)) => {
-                let kind = match kind.as_str() {
-                    "core" => ModuleKind::Core,
-                    "component" => ModuleKind::Component,
-                    other => return Err(invalid(&format!("unknown module kind {other:?}"))),
-                };
-                PreparedCode::Artifact {
-                    file: Arc::new(file),
-                    path,
-                    kind,
-                }
-            }
+            Some((path, kind)) => PreparedCode::Artifact {
+                file: Arc::new(file),
+                path,
+                kind,
+            },
             None => {
                 let mut bytes = Vec::new();
                 file.read_to_end(&mut bytes)?;
                 PreparedCode::Wasm(Arc::new(bytes))
             }
         };
-        Ok(PreparedArtifact { source, code })
+        Ok(PreparedArtifact {
+            source: wire.source,
+            code,
+        })
     }
 }
 
@@ -303,4 +280,58 @@ pub fn prepare_layer(
         source: ModuleSource::ImageLayer(layer.name),
         code,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through_the_wire(prepared: &PreparedArtifact) -> PreparedArtifact {
+        let (wire, fd) = prepared.to_wire().unwrap();
+        let wire: PreparedWire =
+            serde_json::from_slice(&serde_json::to_vec(&wire).unwrap()).unwrap();
+        PreparedArtifact::from_wire(wire, fd).unwrap()
+    }
+
+    #[test]
+    fn layer_bytes_cross_the_wire_in_a_memfd() {
+        let prepared = PreparedArtifact {
+            source: ModuleSource::ImageLayer("app@sha256:ab".into()),
+            code: PreparedCode::Wasm(Arc::new(b"\0asm\x01\0\0\0".to_vec())),
+        };
+        let back = through_the_wire(&prepared);
+        assert!(matches!(&back.source, ModuleSource::ImageLayer(n) if n == "app@sha256:ab"));
+        assert!(matches!(&back.code, PreparedCode::Wasm(b) if b.as_slice() == b"\0asm\x01\0\0\0"));
+    }
+
+    #[test]
+    fn an_artifact_crosses_with_its_file_identity_path_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("artifact");
+        std::fs::write(&path, b"compiled").unwrap();
+        let identity = FileIdentity::of(&path).unwrap();
+        let prepared = PreparedArtifact {
+            source: ModuleSource::RootfsFile(identity),
+            code: PreparedCode::Artifact {
+                file: Arc::new(File::open(&path).unwrap()),
+                path: path.clone(),
+                kind: ModuleKind::Component,
+            },
+        };
+        let back = through_the_wire(&prepared);
+        assert!(matches!(&back.source, ModuleSource::RootfsFile(id) if *id == identity));
+        let PreparedCode::Artifact {
+            file,
+            path: p,
+            kind,
+        } = &back.code
+        else {
+            panic!("not an artifact: {:?}", back.code);
+        };
+        assert_eq!((p, *kind), (&path, ModuleKind::Component));
+        let mut text = String::new();
+        use std::io::Read as _;
+        (&**file).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "compiled");
+    }
 }

@@ -315,7 +315,6 @@ fn serve(control: OwnedFd, shim_pid: i32) -> ! {
     loop {
         let (payload, fds) = match fd_passing::recv(control.as_fd()) {
             Ok(message) => message,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             // SAFETY: _exit ends this process only.
             Err(_) => unsafe { libc::_exit(1) },
         };

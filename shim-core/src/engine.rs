@@ -18,7 +18,7 @@ use crate::stop::StopHandle;
 use crate::wasi::WasiConfig;
 
 /// The two shapes of WebAssembly binary a frontend may hand to an engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ModuleKind {
     /// A core module implementing a WASI preview 1 command (`_start`).
     Core,
