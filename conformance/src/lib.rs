@@ -25,4 +25,4 @@ pub use expectations::Expectations;
 pub use matrix::Matrix;
 pub use oci_runtime::OciRuntimeFrontend;
 pub use report::{CaseResult, Report};
-pub use suite::{discover, run_cases, Frontend, Invocation, Observed};
+pub use suite::{discover, run_cases, Frontend, Invocation, Observed, Pace};

@@ -69,13 +69,25 @@ fn suite_name(dir: &Path) -> String {
     parts[start.min(parts.len().saturating_sub(1))..].join("/")
 }
 
-/// Runs `cases` on `jobs` threads, calling `on_result` as each finishes (in completion order).
+/// How a run of cases is paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// Cases run at once.
+    pub jobs: usize,
+    /// Every case's timeout is multiplied by this (at least 1): under emulation a guest runs
+    /// several times slower than the case's author measured, and a timeout that cuts a correct
+    /// run short is the machine's verdict, not the engine's.
+    pub timeout_scale: f64,
+}
+
+/// Runs `cases` at `pace`, calling `on_result` as each finishes (in completion order).
 pub fn run_cases(
     frontend: &dyn Frontend,
     cases: &[Case],
-    jobs: usize,
+    pace: Pace,
     on_result: &(dyn Fn(&CaseResult) + Sync),
 ) -> Vec<CaseResult> {
+    let jobs = pace.jobs;
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(cases.len()));
     std::thread::scope(|scope| {
@@ -83,7 +95,7 @@ pub fn run_cases(
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(case) = cases.get(index) else { break };
-                let result = run_one(frontend, case);
+                let result = run_one(frontend, case, pace.timeout_scale);
                 on_result(&result);
                 results
                     .lock()
@@ -97,7 +109,7 @@ pub fn run_cases(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-fn run_one(frontend: &dyn Frontend, case: &Case) -> CaseResult {
+fn run_one(frontend: &dyn Frontend, case: &Case, timeout_scale: f64) -> CaseResult {
     let started = Instant::now();
     let outcome = (|| {
         let scratch = tempfile::Builder::new()
@@ -118,7 +130,7 @@ fn run_one(frontend: &dyn Frontend, case: &Case) -> CaseResult {
             root,
             scratch: scratch.path(),
             stdin: case.spec.stdin.clone().unwrap_or_default().into_bytes(),
-            timeout: Duration::from_millis(case.timeout_ms()),
+            timeout: Duration::from_millis(case.timeout_ms()).mul_f64(timeout_scale.max(1.0)),
         };
         let observed = frontend.run(&invocation)?;
         Ok::<_, String>(match judge(&case.spec, &observed) {

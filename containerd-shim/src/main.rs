@@ -6,6 +6,8 @@
 //! runtime-bridge executor on libcontainer: wasm runs on the engine, native entrypoints (the
 //! pod's pause container, sidecars) are exec'd as runc would.
 
+mod cgroup_driver;
+mod cgroup_v2;
 mod content;
 mod events;
 mod grouping;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use containerd_shim::api;
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim::protos::topics;
@@ -70,10 +72,29 @@ fn not_found(id: &str) -> containerd_shim::protos::ttrpc::Error {
     )
 }
 
+/// FAILED_PRECONDITION for a request the task's state does not allow (containerd maps it to
+/// its "failed precondition" error, as for runc's shim).
+fn failed_precondition(
+    id: &str,
+    task: &Task,
+    action: &str,
+    needed: &str,
+) -> containerd_shim::protos::ttrpc::Error {
+    rpc_error(
+        containerd_shim::protos::ttrpc::Code::FAILED_PRECONDITION,
+        format!(
+            "cannot {action} task {id}: it is {:?}, not {needed}",
+            status_of(task)
+        ),
+    )
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Created,
     Running,
+    /// Frozen by `pause` (the cgroup freezer), until `resume`.
+    Paused,
     Stopped,
 }
 
@@ -87,6 +108,9 @@ struct Task {
     pid: u32,
     phase: Phase,
     exit: Option<(u32, Timestamp)>,
+    /// On cgroup v2, the container's cgroup directory as its init saw it at create; it
+    /// outlives the init, so statistics stay readable until delete.
+    cgroup_v2: Option<PathBuf>,
 }
 
 struct Inner {
@@ -284,28 +308,37 @@ impl Service {
         });
     }
 
-    /// Publishes TaskOOM when the kernel OOM-kills inside the container's memory cgroup.
+    /// Publishes TaskOOM when the kernel OOM-kills inside the container's memory cgroup:
+    /// through `memory.events` on cgroup v2, `memory.oom_control` on v1.
     fn watch_oom(&self, id: &str) {
-        let cgroup = {
+        let (v2, v1) = {
             let tasks = self.lock();
-            tasks
-                .get(id)
-                .and_then(|t| t.container.spec().ok())
-                .map(|config| config.cgroup_path.clone())
-        };
-        let Some(dir) = cgroup.as_deref().and_then(crate::oom::v1_memory_dir) else {
-            tracing::debug!(id, "no cgroup v1 memory controller; OOM events not watched");
-            return;
+            let Some(task) = tasks.get(id) else { return };
+            let v1 = task
+                .container
+                .spec()
+                .ok()
+                .and_then(|config| crate::oom::v1_memory_dir(&config.cgroup_path));
+            (task.cgroup_v2.clone(), v1)
         };
         let service = self.clone();
         let container_id = id.to_string();
-        if let Err(e) = crate::oom::watch_v1(dir, move || {
+        let on_oom = move || {
             let event = TaskOOM {
                 container_id: container_id.clone(),
                 ..Default::default()
             };
             service.publish(topics::TASK_OOM_EVENT_TOPIC, event);
-        }) {
+        };
+        let watched = match (v2, v1) {
+            (Some(dir), _) => crate::cgroup_v2::watch_oom(dir, on_oom),
+            (None, Some(dir)) => crate::oom::watch_v1(dir, on_oom),
+            (None, None) => {
+                tracing::debug!(id, "no memory cgroup found; OOM events not watched");
+                return;
+            }
+        };
+        if let Err(e) = watched {
             tracing::warn!(id, error = %e, "cannot watch for OOM");
         }
     }
@@ -407,6 +440,14 @@ impl Service {
                 self.inner.state_root.clone(),
                 engine,
             );
+            let cgroups_path = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.to_string_lossy().into_owned());
+            order.systemd =
+                crate::cgroup_driver::use_systemd(req.options.as_ref(), cgroups_path.as_deref())?;
+            tracing::debug!(systemd = order.systemd, cgroups_path, "cgroup driver");
             order.prepared = prepared;
             order.stdio = true;
             let zygote = self
@@ -433,6 +474,13 @@ impl Service {
                 return Err(e);
             }
         };
+        let cgroup_v2 = if crate::cgroup_v2::is_unified() {
+            crate::cgroup_v2::dir_of(pid)
+                .map_err(|e| tracing::warn!(id = req.id, error = %e, "cannot find the cgroup"))
+                .ok()
+        } else {
+            None
+        };
         self.lock().insert(
             req.id.clone(),
             Task {
@@ -445,6 +493,7 @@ impl Service {
                 pid: pid as u32,
                 phase: Phase::Created,
                 exit: None,
+                cgroup_v2,
             },
         );
         self.watch(req.id.clone(), pid);
@@ -562,6 +611,7 @@ fn status_of(task: &Task) -> api::Status {
     match task.phase {
         Phase::Created => api::Status::CREATED,
         Phase::Running => api::Status::RUNNING,
+        Phase::Paused => api::Status::PAUSED,
         Phase::Stopped => api::Status::STOPPED,
     }
 }
@@ -668,6 +718,17 @@ impl Service {
         }
         let signal = Signal::try_from(req.signal as i32).map_err(internal)?;
         task.container.kill(signal, req.all).map_err(internal)?;
+        // A frozen process receives no signal until thawed: a paused task that is killed
+        // would otherwise never exit, and containerd's delete would wait on it for ever.
+        // Thawed after the signal, so that the task does not run in between; libcontainer
+        // has already marked it stopped, so its own resume would refuse.
+        if task.phase == Phase::Paused && req.signal as i32 == libc::SIGKILL {
+            use libcgroups::common::CgroupManager;
+            cgroup_of(&task.container)
+                .and_then(|m| Ok(m.freeze(libcgroups::common::FreezerState::Thawed)?))
+                .map_err(internal)?;
+            task.phase = Phase::Running;
+        }
         Ok(api::Empty::new())
     }
 
@@ -705,12 +766,47 @@ impl Service {
         Err(unsupported("exec"))
     }
 
-    pub(crate) fn pause(&self, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        Err(unsupported("pause"))
+    /// Freezes every process of the task's cgroup (wasm or native alike), as runc does.
+    pub(crate) fn pause(&self, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        let _span = tracing::info_span!("task.pause", id = %req.id).entered();
+        {
+            let mut tasks = self.lock();
+            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+            if task.phase != Phase::Running {
+                return Err(failed_precondition(&req.id, task, "pause", "running"));
+            }
+            task.container.pause().map_err(internal)?;
+            task.phase = Phase::Paused;
+        }
+        self.publish(
+            topics::TASK_PAUSED_EVENT_TOPIC,
+            TaskPaused {
+                container_id: req.id,
+                ..Default::default()
+            },
+        );
+        Ok(api::Empty::new())
     }
 
-    pub(crate) fn resume(&self, _req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        Err(unsupported("resume"))
+    pub(crate) fn resume(&self, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        let _span = tracing::info_span!("task.resume", id = %req.id).entered();
+        {
+            let mut tasks = self.lock();
+            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+            if task.phase != Phase::Paused {
+                return Err(failed_precondition(&req.id, task, "resume", "paused"));
+            }
+            task.container.resume().map_err(internal)?;
+            task.phase = Phase::Running;
+        }
+        self.publish(
+            topics::TASK_RESUMED_EVENT_TOPIC,
+            TaskResumed {
+                container_id: req.id,
+                ..Default::default()
+            },
+        );
+        Ok(api::Empty::new())
     }
 
     pub(crate) fn update(&self, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
@@ -755,17 +851,28 @@ impl Service {
     }
 
     pub(crate) fn stats(&self, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        use containerd_shim::protos::protobuf::Message as _;
         use libcgroups::common::CgroupManager;
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let stats = cgroup_of(&task.container)
-            .and_then(|m| Ok(m.stats()?))
-            .map_err(internal)?;
-        let metrics = metrics_of(&stats);
+        let (type_url, value) = match &task.cgroup_v2 {
+            Some(dir) => {
+                let metrics = crate::cgroup_v2::metrics(dir).map_err(internal)?;
+                (crate::cgroup_v2::METRICS_TYPE, metrics.write_to_bytes())
+            }
+            None => {
+                let stats = cgroup_of(&task.container)
+                    .and_then(|m| Ok(m.stats()?))
+                    .map_err(internal)?;
+                (
+                    "io.containerd.cgroups.v1.Metrics",
+                    metrics_of(&stats).write_to_bytes(),
+                )
+            }
+        };
         let any = containerd_shim::protos::protobuf::well_known_types::any::Any {
-            type_url: "io.containerd.cgroups.v1.Metrics".to_string(),
-            value: containerd_shim::protos::protobuf::Message::write_to_bytes(&metrics)
-                .map_err(internal)?,
+            type_url: type_url.to_string(),
+            value: value.map_err(internal)?,
             ..Default::default()
         };
         Ok(api::StatsResponse {
@@ -804,7 +911,8 @@ fn cgroup_of(container: &Container) -> anyhow::Result<libcgroups::common::AnyCgr
     )?)
 }
 
-/// containerd's cgroup v1 metrics message from libcgroups' statistics.
+/// containerd's cgroup v1 metrics message from libcgroups' statistics (cgroup v1 hosts only:
+/// on v2 [`crate::cgroup_v2::metrics`] answers).
 fn metrics_of(
     stats: &libcgroups::stats::Stats,
 ) -> containerd_shim::protos::cgroups::metrics::Metrics {

@@ -136,6 +136,235 @@ fn ctr_kills_and_deletes_a_running_wasm_task() {
     }
 }
 
+/// `(state, utime)` of process `pid` from `/proc/<pid>/stat`.
+fn sched_state(pid: u32) -> (char, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces; the fields after it are space-separated.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    (
+        fields[0].chars().next().unwrap(),
+        fields[11].parse().unwrap(),
+    )
+}
+
+fn task_line(cd: &PrivateContainerd, id: &str) -> String {
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    String::from_utf8_lossy(&tasks.stdout)
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    let mut run = cd.ctr_run();
+    run.args(["-d", "--runtime", RUNTIME, &spin, "frozen"]);
+    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    let line = task_line(&cd, "frozen");
+    let pid: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let cpu_over = |ms| {
+        let before = sched_state(pid).1;
+        std::thread::sleep(Duration::from_millis(ms));
+        sched_state(pid).1 - before
+    };
+    assert!(
+        cpu_over(300) > 0,
+        "the spinning guest used no CPU before pause"
+    );
+
+    cd.run_ok(cd.ctr().args(["tasks", "pause", "frozen"]), TIMEOUT)
+        .unwrap();
+    assert!(
+        task_line(&cd, "frozen").contains("PAUSED"),
+        "{}",
+        task_line(&cd, "frozen")
+    );
+    // The freezer may take a moment to reach every thread.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cpu_over(500), 0, "a paused guest went on running");
+    // Pausing twice is refused with the state named.
+    let again = cd
+        .ctr()
+        .args(["tasks", "pause", "frozen"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not running"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    cd.run_ok(cd.ctr().args(["tasks", "resume", "frozen"]), TIMEOUT)
+        .unwrap();
+    assert!(
+        task_line(&cd, "frozen").contains("RUNNING"),
+        "{}",
+        task_line(&cd, "frozen")
+    );
+    assert!(cpu_over(300) > 0, "a resumed guest did not run");
+
+    // Killed while paused, it still ends (a frozen process would hold SIGKILL for ever).
+    cd.run_ok(cd.ctr().args(["tasks", "pause", "frozen"]), TIMEOUT)
+        .unwrap();
+    cd.run_ok(
+        cd.ctr()
+            .args(["tasks", "kill", "--signal", "SIGKILL", "frozen"]),
+        TIMEOUT,
+    )
+    .unwrap();
+    let mut stopped = false;
+    for _ in 0..250 {
+        if task_line(&cd, "frozen").contains("STOPPED") {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        stopped,
+        "a paused task did not stop on SIGKILL: {}",
+        task_line(&cd, "frozen")
+    );
+    cd.run_ok(cd.ctr().args(["tasks", "delete", "frozen"]), TIMEOUT)
+        .unwrap();
+    cd.run_ok(cd.ctr().args(["containers", "delete", "frozen"]), TIMEOUT)
+        .unwrap();
+}
+
+/// Whether this machine is what the systemd cgroup driver needs: the unified hierarchy, and
+/// systemd as init with its bus up. Prints why not when it is not.
+fn systemd_driver_usable() -> bool {
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        eprintln!("skipped: the systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
+        return false;
+    }
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if init.trim() != "systemd" || !Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_systemd_cgroups_path_puts_the_task_in_a_scope_under_its_slice() {
+    if !require_root() || !systemd_driver_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    let mut run = cd.ctr_run();
+    run.args([
+        "-d",
+        "--cgroup",
+        "system.slice:wb:placed",
+        "--runtime",
+        RUNTIME,
+        &spin,
+        "placed",
+    ]);
+    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    let pid: u32 = task_line(&cd, "placed")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Where runc's systemd driver puts the same path: a transient scope `<prefix>-<name>`.
+    let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l == "0::/system.slice/wb-placed.scope"),
+        "{table}"
+    );
+    let scope = Path::new("/sys/fs/cgroup/system.slice/wb-placed.scope");
+    assert!(scope.is_dir());
+    cd.run_ok(
+        cd.ctr()
+            .args(["tasks", "kill", "--signal", "SIGKILL", "placed"]),
+        TIMEOUT,
+    )
+    .unwrap();
+    for _ in 0..250 {
+        if task_line(&cd, "placed").contains("STOPPED") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cd.run_ok(cd.ctr().args(["tasks", "delete", "placed"]), TIMEOUT)
+        .unwrap();
+    cd.run_ok(cd.ctr().args(["containers", "delete", "placed"]), TIMEOUT)
+        .unwrap();
+    // systemd removes a transient scope once its last process is gone.
+    let mut gone = false;
+    for _ in 0..100 {
+        if !scope.exists() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone, "{} left behind after delete", scope.display());
+}
+
+#[test]
+fn task_metrics_report_the_running_guest() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    let mut run = cd.ctr_run();
+    run.args(["-d", "--runtime", RUNTIME, &spin, "measured"]);
+    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = cd
+        .run_ok(cd.ctr().args(["tasks", "metrics", "measured"]), TIMEOUT)
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let value = |name: &str| -> Option<u64> {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    // v1 and v2 name them differently (ctr prints each message's own fields).
+    let (cpu, memory) = if table.contains("cpu.usage_usec") {
+        ("cpu.usage_usec", "memory.usage")
+    } else {
+        ("cpuacct.usage", "memory.usage_in_bytes")
+    };
+    assert!(value("pids.current").is_some_and(|n| n >= 1), "{table}");
+    assert!(value(cpu).is_some_and(|n| n > 0), "{table}");
+    assert!(value(memory).is_some_and(|n| n > 0), "{table}");
+    let _ = cd
+        .ctr()
+        .args(["tasks", "kill", "--signal", "SIGKILL", "measured"])
+        .output();
+    for _ in 0..250 {
+        if task_line(&cd, "measured").contains("STOPPED") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = cd.ctr().args(["tasks", "delete", "measured"]).output();
+    cd.run_ok(cd.ctr().args(["containers", "delete", "measured"]), TIMEOUT)
+        .unwrap();
+}
+
 /// Grows memory a wasm page at a time, touching every 4 KiB of each new page (so that the
 /// memory is really resident), until refused or killed.
 const HOG: &str = r#"(module
@@ -159,8 +388,10 @@ fn cgroup_oom_kill_is_reported_as_task_oom() {
     if !require_root() {
         return;
     }
-    if !Path::new("/sys/fs/cgroup/memory").is_dir() {
-        eprintln!("skipped: OOM events are watched on cgroup v1 memory controllers only");
+    let v2_memory = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+    if !Path::new("/sys/fs/cgroup/memory").is_dir() && !v2_memory {
+        eprintln!("skipped: no memory cgroup controller (neither v1's nor v2's) on this machine");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

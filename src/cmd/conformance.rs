@@ -9,7 +9,7 @@ use clap::Args;
 use wasmbay_conformance::report::Outcome;
 use wasmbay_conformance::{
     discover, run_cases, Case, CaseResult, ContainerdFrontend, DirectFrontend, Expectations,
-    Frontend, Matrix, OciRuntimeFrontend, Report,
+    Frontend, Matrix, OciRuntimeFrontend, Pace, Report,
 };
 use wasmbay_shim_core::entrypoint::FileFormat;
 use wasmbay_shim_core::{ModuleKind, StopMode};
@@ -53,6 +53,10 @@ pub struct ConformanceArgs {
     /// `containerd-shim-wasmtime-v1` next to this binary).
     #[arg(long, value_name = "PATH")]
     runtime: Option<PathBuf>,
+    /// Multiply every case's timeout by this factor (at least 1), for machines that run guests
+    /// far slower than natively, such as under qemu emulation (scripts/aarch64.sh).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_timeout_scale)]
+    timeout_scale: f64,
     /// Bypass the precompiled cache.
     #[arg(long)]
     no_cache: bool,
@@ -260,7 +264,11 @@ fn run_one(
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", judged.line());
     };
-    let mut results = run_cases(frontend.as_ref(), &runnable, jobs, &print);
+    let pace = Pace {
+        jobs,
+        timeout_scale: args.timeout_scale,
+    };
+    let mut results = run_cases(frontend.as_ref(), &runnable, pace, &print);
     for case in unsupported {
         let result = CaseResult {
             id: case.id.clone(),
@@ -276,6 +284,14 @@ fn run_one(
     }
     expectations.apply(&mut results);
     Ok(Report::new(engine_name, frontend.name(), results))
+}
+
+fn parse_timeout_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(factor) if (1.0..=100.0).contains(&factor) => Ok(factor),
+        Ok(_) => Err(format!("{text} is not between 1 and 100")),
+        Err(e) => Err(format!("{text} is not a number: {e}")),
+    }
 }
 
 /// A case's module kind from its first bytes; text is a core module.
