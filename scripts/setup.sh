@@ -5,16 +5,20 @@
 #   scripts/setup.sh            what the build and the tests need
 #   scripts/setup.sh --aarch64  also what cross-building for 64-bit Arm and running the result
 #                               under qemu user-mode emulation needs (scripts/aarch64.sh)
+#   scripts/setup.sh --guests   also what building and booting the real-node guests needs
+#                               (scripts/guest.sh: debootstrap, qemu)
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*"; }
 
 aarch64=false
+guests=false
 for arg in "$@"; do
     case "$arg" in
     --aarch64) aarch64=true ;;
+    --guests) guests=true ;;
     *)
-        echo "setup: unknown argument $arg (usage: setup.sh [--aarch64])" >&2
+        echo "setup: unknown argument $arg (usage: setup.sh [--aarch64] [--guests])" >&2
         exit 2
         ;;
     esac
@@ -51,6 +55,16 @@ AARCH64_PACKAGES=(
 )
 if $aarch64 && [[ $(uname -m) != aarch64 ]]; then
     APT_PACKAGES+=("${AARCH64_PACKAGES[@]}")
+fi
+
+# The guests (scripts/guest.sh) are made by debootstrap into an ext4 image and booted by qemu.
+GUEST_PACKAGES=(
+    debootstrap
+    e2fsprogs         # mkfs.ext4 -d: the image from the debootstrapped tree
+    qemu-system-x86   # boots the x86_64 guests (TCG where no usable KVM is)
+)
+if $guests; then
+    APT_PACKAGES+=("${GUEST_PACKAGES[@]}")
 fi
 
 SUDO=""

@@ -600,3 +600,63 @@ fn guests_ending_beside_a_blocked_thread_always_exit_through_the_runtime() {
         "state directories left behind"
     );
 }
+
+/// Whether the systemd cgroup driver can be used here (cgroup v2, systemd as init with its
+/// bus); prints why not.
+fn systemd_driver_usable() -> bool {
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        eprintln!("skipped: the systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
+        return false;
+    }
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if init.trim() != "systemd" || !Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn systemd_cgroup_places_the_container_in_a_transient_scope_as_runc_does() {
+    if !is_root() || !systemd_driver_usable() {
+        return;
+    }
+    let rt = Runtime::new();
+    let b = rt.bundle(&[("/spin.wat", &wat(SPIN))], &["/spin.wat"], &[]);
+    // runc --systemd-cgroup reads `slice:prefix:name` and makes `<prefix>-<name>.scope`.
+    let config_path = b.path.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["linux"]["cgroupsPath"] = json!(format!("system.slice:wbrt:{}", b.id));
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = std::fs::File::create(b.path.join("stdout")).unwrap();
+    let err = std::fs::File::create(b.path.join("stderr")).unwrap();
+    let status = rt
+        .cmd()
+        .arg("--systemd-cgroup")
+        .args(["create", "--bundle"])
+        .arg(&b.path)
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(b.path.join("stderr")).unwrap_or_default()
+    );
+    let pid = rt.state(&b.id)["pid"].as_u64().unwrap();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let scope = format!("/system.slice/wbrt-{}.scope", b.id);
+    assert!(table.lines().any(|l| l == format!("0::{scope}")), "{table}");
+    rt.ok(&["--systemd-cgroup", "delete", "--force", &b.id]);
+    let dir = Path::new("/sys/fs/cgroup").join(scope.trim_start_matches('/'));
+    for _ in 0..100 {
+        if !dir.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{} left behind after delete", dir.display());
+}

@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Real-node guests for the tests: a whole Debian system (its own kernel, systemd, cgroup v2,
+# containerd and runc from Debian) booted by qemu without a network, with host folders shared
+# in over 9p at the same paths, running one command and bringing back its output and status.
+#
+#   scripts/guest.sh build GUEST          make GUEST's image (cached; prints its directory)
+#   scripts/guest.sh run GUEST [--share DIR]... [--timeout S] -- COMMAND [ARG]...
+#                                         boot GUEST, run COMMAND in it as root, print its
+#                                         output, exit with its status, power off
+#   scripts/guest.sh list                 the guests and what each is
+#
+# GUEST is one of:
+#   debian13   Debian 13 (trixie): kernel 6.12, systemd 257, containerd 1.7, runc, cgroup v2
+#   debian12   Debian 12 (bookworm) booted with cgroup v2 only (cgroup_no_v1=all): kernel 6.1,
+#              systemd 252, containerd 1.6, runc
+#
+# Everything comes from Debian's archive through debootstrap: the userland, containerd, runc
+# and the kernel (linux-image-amd64, booted with its own initramfs). An image is a directory
+# under $WASMBAY_GUEST_CACHE (default /var/cache/wasmbay/guests) named by a key of its recipe
+# (this script's recipe section and the suite), so a second run reuses it and a changed recipe
+# makes a new one; the debootstrapped tree under base/ is keyed by the suite and packages only. Each boot writes to a throw-away overlay (qemu's snapshot mode); the image
+# itself is never changed by a run.
+#
+# How the guest runs: qemu with TCG (software emulation) by default, as this project's
+# machines offer no usable KVM (/dev/kvm is a PVM hypervisor that boots only PVM-enabled guest
+# kernels; Debian's hangs after "Probing EDD"). WASMBAY_GUEST_ACCEL=kvm uses KVM where a host
+# has real KVM. Debian's user-mode-linux is no way either on a host CPU with AVX-512: its
+# kernels (6.1.176 and 6.12.113) restore a guest process's FPU state with
+# PTRACE_SETREGSET(NT_X86_XSTATE) sized for AVX only, which the host refuses with EFAULT
+# ("ptrace set fp regs failed, errno = 14"), so even a static busybox as init dies at once.
+#
+# The repository's parent folder (which holds the repository, its target dir and ../shared) is
+# always shared; --share adds more. COMMAND runs with the current directory of the caller, the
+# guest's PATH, HOME=/root, and the caller's WASMBAY_* and RUST_* variables. The boot, the
+# command and the power-off are bounded by --timeout (default 3600 s); when it passes, qemu is
+# killed and the run fails with status 124. WASMBAY_GUEST_CPUS (default: the host's, at most
+# 4) and WASMBAY_GUEST_MEM (default 4G) size the guest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+log() { printf 'guest: %s\n' "$*" >&2; }
+die() { printf 'guest: %s\n' "$*" >&2; exit 2; }
+
+cache_root=${WASMBAY_GUEST_CACHE:-/var/cache/wasmbay/guests}
+mirror=${WASMBAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# --- recipe (everything between here and "end of recipe" is part of the image key) ---
+# Packages beyond debootstrap's minbase: the kernel and its initramfs, init and a system bus
+# (libcontainer's systemd cgroup driver talks to systemd over D-Bus), the container stack the
+# tests drive, and what the tests' native containers and checks use.
+GUEST_PACKAGES=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,dbus,containerd,runc,busybox-static,libseccomp2,kmod,procps,iproute2,e2fsprogs
+guest_suite() {
+    case "$1" in
+    debian13) echo trixie ;;
+    debian12) echo bookworm ;;
+    *) die "unknown guest $1 (scripts/guest.sh list names them)" ;;
+    esac
+}
+guest_cmdline() { # kernel arguments beyond the root device and init
+    case "$1" in
+    # Debian 13's systemd has no cgroup v1 support at all; v2 is the only hierarchy.
+    debian13) echo "" ;;
+    # Debian 12 would mount v1 controllers if the kernel offered them: refuse them all.
+    debian12) echo "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" ;;
+    esac
+}
+IMAGE_SIZE=6G
+# The unit that runs the host's command once the system is up, then powers off. Its
+# directory (a host folder shared over 9p) is given on the kernel command line.
+read -r -d '' RUNNER <<'RUNNER' || true
+#!/bin/bash
+# Runs the host's command (scripts/guest.sh run), then powers the guest off.
+set -u
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^wasmbay\.$1=//p"; }
+work=$(arg work)
+shares=$(arg shares)
+modprobe -a 9pnet_virtio 9p
+IFS=, read -r -a dirs <<<"$work,$shares"
+index=0
+for dir in "${dirs[@]}"; do
+    mkdir -p "$dir"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose "share$index" "$dir"
+    index=$((index + 1))
+done
+status=125
+if [[ -f $work/command ]]; then
+    cd "$(cat "$work/cwd")" || exit 1
+    set -a
+    # shellcheck disable=SC1091
+    . "$work/env"
+    set +a
+    bash "$work/command" >"$work/output" 2>&1 </dev/null
+    status=$?
+fi
+echo "$status" >"$work/status.tmp" && mv "$work/status.tmp" "$work/status"
+sync
+systemctl poweroff --force --force
+RUNNER
+read -r -d '' UNIT <<'UNIT' || true
+[Unit]
+Description=wasmbay: run the host's command
+After=multi-user.target dbus.service
+Wants=dbus.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/wasmbay-guest-run
+StandardOutput=journal+console
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+configure_rootfs() { # $1: rootfs directory
+    local root=$1
+    echo wasmbay-guest >"$root/etc/hostname"
+    printf '/dev/vda / ext4 defaults 0 1\n' >"$root/etc/fstab"
+    printf '%s\n' "$RUNNER" >"$root/usr/local/sbin/wasmbay-guest-run"
+    chmod 755 "$root/usr/local/sbin/wasmbay-guest-run"
+    printf '%s\n' "$UNIT" >"$root/etc/systemd/system/wasmbay-guest.service"
+    ln -sf /etc/systemd/system/wasmbay-guest.service \
+        "$root/etc/systemd/system/multi-user.target.wants/wasmbay-guest.service"
+    # The tests start private containerds; the system's one would only cost boot time and
+    # memory. Nothing here needs a login prompt, timers or the network.
+    for unit in containerd.service getty@tty1.service serial-getty@ttyS0.service \
+        console-getty.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+        fstrim.timer systemd-networkd.service systemd-timesyncd.service; do
+        ln -sf /dev/null "$root/etc/systemd/system/$unit"
+    done
+    # What every node has and containerd's CRI copies into host-network pods; minbase has
+    # neither file.
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\twasmbay-guest\n' \
+        >"$root/etc/hosts"
+    [[ -e $root/etc/resolv.conf ]] || : >"$root/etc/resolv.conf"
+    # The root password is irrelevant (no login), but an empty one keeps emergency mode usable
+    # when a boot is debugged by hand.
+    sed -i 's/^root:[^:]*:/root::/' "$root/etc/shadow"
+}
+# --- end of recipe ---
+
+recipe_key() { # $1: guest
+    {
+        sed -n '/^# --- recipe/,/^# --- end of recipe/p' "$repo/scripts/guest.sh"
+        echo "$1 $(guest_suite "$1")"
+    } | sha256sum | cut -c1-16
+}
+
+image_dir() { echo "$cache_root/$1-$(recipe_key "$1")"; }
+
+# The debootstrapped tree depends on the suite and the package list only, so a change to the
+# rest of the recipe (configuration, boot) reuses it instead of fetching the archive again.
+base_dir() { # $1: suite
+    echo "$cache_root/base/$1-$(printf '%s %s\n' "$1" "$GUEST_PACKAGES" | sha256sum | cut -c1-16)"
+}
+
+debootstrapped() { # $1: suite; prints the directory of its base tree, made if missing
+    local suite=$1 base
+    base=$(base_dir "$suite")
+    if [[ ! -f $base/done ]]; then
+        rm -rf "$base"
+        mkdir -p "$base"
+        log "debootstrap $suite from $mirror into $base/rootfs"
+        if ! debootstrap --variant=minbase --include="$GUEST_PACKAGES" "$suite" "$base/rootfs" "$mirror" \
+            >"$base/debootstrap.log" 2>&1; then
+            tail -n 20 "$base/debootstrap.log" >&2
+            die "debootstrap of $suite failed (whole log: $base/debootstrap.log)"
+        fi
+        rm -f "$base/rootfs/var/cache/apt/archives"/*.deb
+        touch "$base/done"
+    fi
+    echo "$base"
+}
+
+build() { # $1: guest; prints the image directory
+    local guest=$1 dir suite root start base
+    dir=$(image_dir "$guest")
+    if [[ -f $dir/ready ]]; then
+        echo "$dir"
+        return
+    fi
+    suite=$(guest_suite "$guest")
+    command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/setup.sh --guests installs it)"
+    command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is missing (e2fsprogs)"
+    command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (scripts/setup.sh --guests installs it)"
+    start=$SECONDS
+    base=$(debootstrapped "$suite")
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    root="$dir/rootfs"
+    log "building $guest from $base"
+    cp -a "$base/rootfs" "$root"
+    configure_rootfs "$root"
+    # The kernel and initramfs are booted by qemu directly (no boot loader in the image).
+    local kernel initrd
+    kernel=$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' -print -quit)
+    initrd=$(find "$root/boot" -maxdepth 1 -name 'initrd.img-*' -print -quit)
+    [[ -n $kernel && -n $initrd ]] || die "$guest: the image has no kernel or initramfs in /boot"
+    cp "$kernel" "$dir/vmlinuz"
+    cp "$initrd" "$dir/initrd.img"
+    log "$guest: making the ext4 image ($IMAGE_SIZE, sparse)"
+    mkfs.ext4 -q -F -L wasmbay-root -d "$root" "$dir/root.img" "$IMAGE_SIZE" >&2
+    rm -rf "$root"
+    touch "$dir/ready"
+    log "$guest: built in $((SECONDS - start)) s at $dir"
+    echo "$dir"
+}
+
+run() { # $1: guest, then options, --, command
+    local guest=$1 dir work timeout=3600 shares=("$(dirname "$repo")") status start
+    shift
+    while (($#)); do
+        case "$1" in
+        --share) shares+=("$(realpath "$2")"); shift 2 ;;
+        --timeout) timeout=$2; shift 2 ;;
+        --) shift; break ;;
+        *) die "unknown run option $1" ;;
+        esac
+    done
+    (($#)) || die "run needs a command after --"
+    dir=$(build "$guest")
+    work=$(mktemp -d /tmp/wasmbay-guest-XXXXXX)
+    chmod 755 "$work"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
+    printf '%q ' "$@" >"$work/command"
+    echo >>"$work/command"
+    pwd >"$work/cwd"
+    env | grep -E '^(WASMBAY|RUST)_[A-Za-z0-9_]*=' | sed -E 's/^([^=]*)=(.*)$/\1=\x27\2\x27/' >"$work/env" || true
+    local IFS=,
+    local share_list="${shares[*]}"
+    unset IFS
+    start=$SECONDS
+    local accel=${WASMBAY_GUEST_ACCEL:-tcg} cpus
+    cpus=${WASMBAY_GUEST_CPUS:-$(nproc)}
+    ((cpus <= 4)) || cpus=4
+    local shares_args=() index=1 share
+    shares_args+=(-virtfs "local,path=$work,mount_tag=share0,security_model=passthrough,id=share0")
+    for share in "${shares[@]}"; do
+        shares_args+=(-virtfs "local,path=$share,mount_tag=share$index,security_model=passthrough,id=share$index")
+        index=$((index + 1))
+    done
+    log "booting $guest ($(basename "$dir"), $accel, $cpus CPUs); sharing $share_list"
+    status=0
+    # The serial console (kernel and systemd) goes to a log beside the command's output,
+    # shown when the run fails. panic=-1 with -no-reboot: a guest kernel panic ends qemu.
+    timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
+        -machine q35 -accel "$accel" -cpu max -smp "$cpus" -m "${WASMBAY_GUEST_MEM:-4G}" \
+        -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 wasmbay.work=$work wasmbay.shares=$share_list $(guest_cmdline "$guest")" \
+        -drive "file=$dir/root.img,if=virtio,format=raw,snapshot=on" \
+        "${shares_args[@]}" \
+        -nic none -display none -monitor none -serial "file:$work/console" -no-reboot \
+        </dev/null >"$work/qemu.log" 2>&1 || status=$?
+    if [[ -f $work/output ]]; then
+        cat "$work/output"
+    fi
+    if [[ ! -f $work/status ]]; then
+        tail -n 40 "$work/console" "$work/qemu.log" >&2 || true
+        if ((status == 124 || status == 137)); then
+            log "$guest: no result within $timeout s; qemu was killed"
+            exit 124
+        fi
+        log "$guest: the guest stopped (qemu status $status) before the command finished"
+        exit 1
+    fi
+    status=$(cat "$work/status")
+    log "$guest: the command exited $status after $((SECONDS - start)) s (boot included)"
+    exit "$status"
+}
+
+case "${1:-}" in
+build)
+    [[ $# -eq 2 ]] || die "usage: guest.sh build GUEST"
+    build "$2"
+    ;;
+run)
+    [[ $# -ge 2 ]] || die "usage: guest.sh run GUEST [--share DIR]... [--timeout S] -- COMMAND..."
+    guest=$2
+    shift 2
+    run "$guest" "$@"
+    ;;
+list)
+    sed -n 's/^#   \(debian[0-9]*\) */\1: /p' "$0"
+    ;;
+*)
+    die "usage: guest.sh build GUEST | run GUEST [--share DIR]... [--timeout S] -- COMMAND... | list"
+    ;;
+esac
