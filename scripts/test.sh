@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # The whole test run: set up, build the conformance corpus, check formatting and lints, run
 # every test (unit, integration, the conformance matrix of every engine built through each
-# frontend), then the matrix again on aarch64 (scripts/aarch64.sh: cross-built, emulated here).
+# frontend), the cgroup v2 / systemd part inside a Debian 13 guest (scripts/guest-suite.sh),
+# then the matrix again on aarch64 (scripts/aarch64.sh: cross-built, emulated here).
 #
 # Engines: wasmtime and wasmer always (wasmer needs no system library); wasmedge where
 # libwasmedge is installed (scripts/find-wasmedge.sh), else its tests are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh
+./scripts/setup.sh --guests
 ./scripts/build-corpus.sh
+
+# The Debian 13 guest (scripts/guest.sh) is fetched and built while the host builds: cold, it
+# is mostly waiting on the archive. Its log is shown if it fails.
+guest_log=$(mktemp /tmp/wasmbay-guest-build-XXXXXX)
+./scripts/guest.sh build debian13 >"$guest_log" 2>&1 &
+guest_build=$!
+# A failing step ends the run; the build in the background goes with it (a cut debootstrap
+# is redone next time, its tree is marked complete only at its end).
+trap 'kill "$guest_build" 2>/dev/null || true' EXIT
 
 features=(wasmer)
 if lib=$(./scripts/find-wasmedge.sh 2>/tmp/wasmbay-find-wasmedge.$$); then
@@ -25,6 +35,18 @@ feature_args=(--features "$(IFS=,; echo "${features[*]}")")
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets "${feature_args[@]}" -- -D warnings
 cargo test --workspace "${feature_args[@]}"
+
+# A real node: cgroup v2, systemd as init, Debian 13's containerd 1.7 (the CI part of
+# scripts/guest-suite.sh; --full and the Debian 12 guest are run by hand, see README.md).
+if ! wait "$guest_build"; then
+    cat "$guest_log" >&2
+    echo "test: building the debian13 guest failed" >&2
+    exit 1
+fi
+rm -f "$guest_log"
+start=$SECONDS
+./scripts/guest-suite.sh debian13
+echo "test: the debian13 guest suite took $((SECONDS - start)) s"
 
 # wasmer always, as above; the script builds without default features, so wasmtime is named
 # too (wasmedge cannot be cross-built).

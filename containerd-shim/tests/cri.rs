@@ -300,3 +300,304 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Spins without host calls until killed.
+const SPIN: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
+
+/// Grows and touches memory a page at a time until killed (see ctr.rs's HOG).
+const HOG: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (local $page i32) (local $off i32)
+    (loop $more
+      (local.set $page (memory.grow (i32.const 1)))
+      (if (i32.ne (local.get $page) (i32.const -1))
+        (then
+          (local.set $off (i32.const 0))
+          (loop $touch
+            (i32.store
+              (i32.add (i32.mul (local.get $page) (i32.const 65536)) (local.get $off))
+              (i32.const 1))
+            (local.set $off (i32.add (local.get $off) (i32.const 4096)))
+            (br_if $touch (i32.lt_u (local.get $off) (i32.const 65536))))
+          (br $more))))))"#;
+
+/// Whether kubelet's systemd cgroup driver can be mimicked here; prints why not.
+fn systemd_node() -> bool {
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        eprintln!("skipped: kubelet's systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
+        return false;
+    }
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if init.trim() != "systemd" || !Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
+        return false;
+    }
+    if !Path::new("/usr/sbin/runc").exists() && !Path::new("/usr/bin/runc").exists() {
+        eprintln!("skipped: runc, the placement baseline, is not installed");
+        return false;
+    }
+    true
+}
+
+/// The pid CRI reports for a container (its verbose info).
+fn pid_of(cri: &CriClient, id: &str) -> u32 {
+    let status = cri!(
+        cri,
+        container_status,
+        api::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: true,
+        }
+    )
+    .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+    info["pid"].as_u64().unwrap() as u32
+}
+
+/// The cgroup v2 path of `pid`.
+fn cgroup_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string()
+}
+
+/// As kubelet with `cgroupDriver: systemd`: pods under `kubepods-besteffort-pod<uid>.slice`,
+/// containerd's runtimes with `SystemdCgroup = true`. The wasm pod's containers must land in
+/// the same place a runc pod's do, and the CRI must see the wasm container's OOM kill and its
+/// CPU and memory.
+#[test]
+fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
+    if !require_root() || !systemd_node() {
+        return;
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
+    let dir = tempfile::tempdir().unwrap();
+    let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
+    let cd = PrivateContainerd::start_with(
+        containerd_config(&dir.path().join("cache"))
+            .with_namespace("k8s.io")
+            .with_cri(true)
+            .with_cri_sandbox_image(&pause_ref)
+            .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME).option("SystemdCgroup", true))
+            .with_cri_runtime(
+                CriRuntime::new("runc", "io.containerd.runc.v2").option("SystemdCgroup", true),
+            ),
+    )
+    .expect("start a private containerd with CRI");
+    import(
+        &cd,
+        dir.path(),
+        "pause",
+        "busybox",
+        busybox.clone(),
+        &["/busybox", "sleep", "1000000"],
+    );
+    let spin = import(
+        &cd,
+        dir.path(),
+        "spin",
+        "spin.wat",
+        SPIN.into(),
+        &["/spin.wat"],
+    );
+    let hog = import(&cd, dir.path(), "hog", "hog.wat", HOG.into(), &["/hog.wat"]);
+    let sleeper = import(
+        &cd,
+        dir.path(),
+        "sleeper",
+        "busybox",
+        busybox,
+        &["/busybox", "sleep", "1000"],
+    );
+    let cri = CriClient::connect(cd.address()).unwrap();
+    let logs = dir.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let sandbox_config = |name: &str| api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("{name}-uid"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.join(name).display().to_string(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            // kubelet's name for a best-effort pod's slice (dashes in the uid become `_`).
+            cgroup_parent: format!("kubepods-besteffort-pod{}.slice", name.replace('-', "_")),
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(api::NamespaceOption {
+                    network: api::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let run_pod = |name: &str, handler: &str| {
+        let config = sandbox_config(name);
+        std::fs::create_dir_all(&config.log_directory).unwrap();
+        let id = cri!(
+            cri,
+            run_pod_sandbox,
+            api::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: handler.into(),
+            }
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
+        .pod_sandbox_id;
+        (id, config)
+    };
+    let run_container =
+        |pod: &(String, api::PodSandboxConfig), name: &str, image: &str, memory_limit: i64| {
+            let id = cri!(
+                cri,
+                create_container,
+                api::CreateContainerRequest {
+                    pod_sandbox_id: pod.0.clone(),
+                    config: Some(api::ContainerConfig {
+                        metadata: Some(api::ContainerMetadata {
+                            name: name.into(),
+                            attempt: 0,
+                        }),
+                        image: Some(api::ImageSpec {
+                            image: image.into(),
+                            ..Default::default()
+                        }),
+                        log_path: format!("{name}.log"),
+                        linux: Some(api::LinuxContainerConfig {
+                            resources: Some(api::LinuxContainerResources {
+                                memory_limit_in_bytes: memory_limit,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    sandbox_config: Some(pod.1.clone()),
+                }
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
+            .container_id;
+            cri!(
+                cri,
+                start_container,
+                api::StartContainerRequest {
+                    container_id: id.clone(),
+                }
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
+            id
+        };
+
+    let runc_pod = run_pod("runc-pod", "runc");
+    let runc_sleeper = run_container(&runc_pod, "sleeper", &sleeper, 0);
+    let wasm_pod = run_pod("wasm-pod", "wasmtime");
+    let wasm_spin = run_container(&wasm_pod, "spin", &spin, 0);
+    let wasm_sleeper = run_container(&wasm_pod, "sleeper", &sleeper, 0);
+
+    // runc's placement, with its pod's name and container's id put back as placeholders, is
+    // the pattern every wasm-pod container must follow.
+    let pattern = |pod: &str, id: &str, path: &str| {
+        path.replace(&pod.replace('-', "_"), "<pod>")
+            .replace(id, "<id>")
+    };
+    let runc_place = pattern(
+        "runc-pod",
+        &runc_sleeper,
+        &cgroup_of(pid_of(&cri, &runc_sleeper)),
+    );
+    assert_eq!(
+        runc_place,
+        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<pod>.slice/cri-containerd-<id>.scope",
+        "runc itself placed its container unexpectedly"
+    );
+    for id in [&wasm_spin, &wasm_sleeper] {
+        let place = cgroup_of(pid_of(&cri, id));
+        assert_eq!(pattern("wasm-pod", id, &place), runc_place, "{place}");
+    }
+
+    // ContainerStats: CPU time and memory of the spinning guest.
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = cri!(
+        cri,
+        container_stats,
+        api::ContainerStatsRequest {
+            container_id: wasm_spin.clone(),
+        }
+    )
+    .unwrap()
+    .stats
+    .expect("stats");
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    // Nanoseconds: 0.5 s of spinning is far above a microsecond count read as nanoseconds.
+    assert!(cpu > 10_000_000, "usage_core_nano_seconds {cpu}");
+    assert!(memory > 0, "working_set_bytes {memory}");
+
+    // A memory hog under a 40 MiB limit is OOM-killed, and CRI says so.
+    let wasm_hog = run_container(&wasm_pod, "hog", &hog, 40 << 20);
+    let status = wait_exited(&cri, &wasm_hog);
+    assert_eq!(status.exit_code, 137, "{status:?}");
+    assert_eq!(status.reason, "OOMKilled", "{status:?}");
+
+    for pod in [&wasm_pod.0, &runc_pod.0] {
+        cri!(
+            cri,
+            stop_pod_sandbox,
+            api::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            }
+        )
+        .unwrap();
+        cri!(
+            cri,
+            remove_pod_sandbox,
+            api::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            }
+        )
+        .unwrap();
+    }
+    // Every scope of both pods is gone with them.
+    let slice = Path::new("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let scopes: Vec<String> = walk_scopes(slice);
+        if scopes.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {scopes:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `*.scope` directories under `dir`, at any depth.
+fn walk_scopes(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.extension().is_some_and(|e| e == "scope") {
+                    found.push(path.display().to_string());
+                }
+                found.extend(walk_scopes(&path));
+            }
+        }
+    }
+    found
+}

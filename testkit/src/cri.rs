@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Response, Status};
@@ -10,6 +11,10 @@ pub use k8s_cri::v1 as api;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 
 use crate::TestkitError;
+
+/// The longest a single CRI call may take: a pod start under emulation (scripts/guest.sh)
+/// takes seconds, and a call that never answers must fail the test, not hang it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct CriClient {
     runtime: tokio::runtime::Runtime,
@@ -22,7 +27,8 @@ impl CriClient {
         Ok(CriClient { runtime, channel })
     }
 
-    /// Makes one runtime-service call; `what` names it in the error.
+    /// Makes one runtime-service call, bounded by [`CALL_TIMEOUT`]; `what` names it in the
+    /// error.
     pub fn call<T, F>(
         &self,
         what: &str,
@@ -32,9 +38,17 @@ impl CriClient {
         F: Future<Output = Result<Response<T>, Status>>,
     {
         let client = RuntimeServiceClient::new(self.channel.clone());
-        self.runtime
-            .block_on(call(client))
-            .map(Response::into_inner)
-            .map_err(|status| TestkitError::Api(format!("CRI {what}: {}", status.message())))
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call(client)).await })
+        {
+            Ok(answer) => answer
+                .map(Response::into_inner)
+                .map_err(|status| TestkitError::Api(format!("CRI {what}: {}", status.message()))),
+            Err(_) => Err(TestkitError::Api(format!(
+                "CRI {what}: no answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
