@@ -13,9 +13,12 @@
 #   debian13   Debian 13 (trixie): kernel 6.12, systemd 257, containerd 1.7, runc, cgroup v2
 #   debian12   Debian 12 (bookworm) booted with cgroup v2 only (cgroup_no_v1=all): kernel 6.1,
 #              systemd 252, containerd 1.6, runc
+#   debian13-arm64
+#              Debian 13 for 64-bit Arm, booted by qemu-system-aarch64 (TCG): for the aarch64
+#              oci-runtime and containerd frontends, which qemu-user cannot run
 #
 # Everything comes from Debian's archive through debootstrap: the userland, containerd, runc
-# and the kernel (linux-image-amd64, booted with its own initramfs). An image is a directory
+# and the kernel (linux-image-amd64 or -arm64, booted with its own initramfs). An image is a directory
 # under $WASMBAY_GUEST_CACHE (default /var/cache/wasmbay/guests) named by a key of its recipe
 # (this script's recipe section and the suite), so a second run reuses it and a changed recipe
 # makes a new one; the debootstrapped tree under base/ is keyed by the suite and packages only. Each boot writes to a throw-away overlay (qemu's snapshot mode); the image
@@ -52,15 +55,26 @@ mirror=${WASMBAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 GUEST_PACKAGES=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,dbus,containerd,runc,busybox-static,libseccomp2,kmod,procps,iproute2,e2fsprogs
 guest_suite() {
     case "$1" in
-    debian13) echo trixie ;;
+    debian13 | debian13-arm64) echo trixie ;;
     debian12) echo bookworm ;;
     *) die "unknown guest $1 (scripts/guest.sh list names them)" ;;
     esac
 }
+guest_arch() { # Debian's name of the guest's architecture
+    case "$1" in
+    *-arm64) echo arm64 ;;
+    *) echo amd64 ;;
+    esac
+}
+guest_packages() { # the package list for the guest's architecture
+    local arch
+    arch=$(guest_arch "$1")
+    echo "${GUEST_PACKAGES/linux-image-amd64/linux-image-$arch}"
+}
 guest_cmdline() { # kernel arguments beyond the root device and init
     case "$1" in
     # Debian 13's systemd has no cgroup v1 support at all; v2 is the only hierarchy.
-    debian13) echo "" ;;
+    debian13 | debian13-arm64) echo "" ;;
     # Debian 12 would mount v1 controllers if the kernel offered them: refuse them all.
     debian12) echo "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" ;;
     esac
@@ -124,6 +138,7 @@ configure_rootfs() { # $1: rootfs directory
     # The tests start private containerds; the system's one would only cost boot time and
     # memory. Nothing here needs a login prompt, timers or the network.
     for unit in containerd.service getty@tty1.service serial-getty@ttyS0.service \
+        serial-getty@ttyAMA0.service \
         console-getty.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
         fstrim.timer systemd-networkd.service systemd-timesyncd.service; do
         ln -sf /dev/null "$root/etc/systemd/system/$unit"
@@ -148,23 +163,37 @@ recipe_key() { # $1: guest
 
 image_dir() { echo "$cache_root/$1-$(recipe_key "$1")"; }
 
-# The debootstrapped tree depends on the suite and the package list only, so a change to the
-# rest of the recipe (configuration, boot) reuses it instead of fetching the archive again.
-base_dir() { # $1: suite
-    echo "$cache_root/base/$1-$(printf '%s %s\n' "$1" "$GUEST_PACKAGES" | sha256sum | cut -c1-16)"
+# The debootstrapped tree depends on the suite, architecture and package list only, so a
+# change to the rest of the recipe (configuration, boot) reuses it instead of fetching the
+# archive again.
+base_dir() { # $1: suite, $2: architecture, $3: packages
+    local name=$1 key="$1"
+    [[ $2 == amd64 ]] || { name="$1-$2"; key="$1-$2"; }
+    echo "$cache_root/base/$name-$(printf '%s %s\n' "$key" "$3" | sha256sum | cut -c1-16)"
 }
 
-debootstrapped() { # $1: suite; prints the directory of its base tree, made if missing
-    local suite=$1 base
-    base=$(base_dir "$suite")
+debootstrapped() { # $1: suite, $2: architecture, $3: packages; prints the base tree's directory
+    local suite=$1 arch=$2 packages=$3 base foreign=()
+    base=$(base_dir "$suite" "$arch" "$packages")
     if [[ ! -f $base/done ]]; then
         rm -rf "$base"
         mkdir -p "$base"
-        log "debootstrap $suite from $mirror into $base/rootfs"
-        if ! debootstrap --variant=minbase --include="$GUEST_PACKAGES" "$suite" "$base/rootfs" "$mirror" \
-            >"$base/debootstrap.log" 2>&1; then
+        # Another architecture's packages are configured by running them: the second stage
+        # runs in a chroot through qemu-user (binfmt_misc, scripts/setup.sh --aarch64).
+        [[ $arch == "$(dpkg --print-architecture)" ]] || foreign=(--foreign "--arch=$arch")
+        log "debootstrap $suite ($arch) from $mirror into $base/rootfs"
+        if ! debootstrap "${foreign[@]}" --variant=minbase --include="$packages" "$suite" \
+            "$base/rootfs" "$mirror" >"$base/debootstrap.log" 2>&1; then
             tail -n 20 "$base/debootstrap.log" >&2
             die "debootstrap of $suite failed (whole log: $base/debootstrap.log)"
+        fi
+        if ((${#foreign[@]})); then
+            log "debootstrap $suite ($arch): second stage, emulated"
+            if ! chroot "$base/rootfs" /debootstrap/debootstrap --second-stage \
+                >>"$base/debootstrap.log" 2>&1; then
+                tail -n 20 "$base/debootstrap.log" >&2
+                die "debootstrap's second stage for $suite ($arch) failed (log: $base/debootstrap.log)"
+            fi
         fi
         rm -f "$base/rootfs/var/cache/apt/archives"/*.deb
         touch "$base/done"
@@ -182,9 +211,8 @@ build() { # $1: guest; prints the image directory
     suite=$(guest_suite "$guest")
     command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/setup.sh --guests installs it)"
     command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is missing (e2fsprogs)"
-    command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (scripts/setup.sh --guests installs it)"
     start=$SECONDS
-    base=$(debootstrapped "$suite")
+    base=$(debootstrapped "$suite" "$(guest_arch "$guest")" "$(guest_packages "$guest")")
     rm -rf "$dir"
     mkdir -p "$dir"
     root="$dir/rootfs"
@@ -231,7 +259,12 @@ run() { # $1: guest, then options, --, command
     local share_list="${shares[*]}"
     unset IFS
     start=$SECONDS
-    local accel=${WASMBAY_GUEST_ACCEL:-tcg} cpus
+    local accel=${WASMBAY_GUEST_ACCEL:-tcg} cpus qemu machine console
+    case $(guest_arch "$guest") in
+    amd64) qemu=qemu-system-x86_64 machine=q35 console=ttyS0 ;;
+    arm64) qemu=qemu-system-aarch64 machine=virt console=ttyAMA0 ;;
+    esac
+    command -v "$qemu" >/dev/null || die "$qemu is missing (scripts/setup.sh --guests installs it)"
     cpus=${WASMBAY_GUEST_CPUS:-$(nproc)}
     ((cpus <= 4)) || cpus=4
     local shares_args=() index=1 share
@@ -244,10 +277,10 @@ run() { # $1: guest, then options, --, command
     status=0
     # The serial console (kernel and systemd) goes to a log beside the command's output,
     # shown when the run fails. panic=-1 with -no-reboot: a guest kernel panic ends qemu.
-    timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
-        -machine q35 -accel "$accel" -cpu max -smp "$cpus" -m "${WASMBAY_GUEST_MEM:-4G}" \
+    timeout --kill-after=10 "$timeout" "$qemu" \
+        -machine "$machine" -accel "$accel" -cpu max -smp "$cpus" -m "${WASMBAY_GUEST_MEM:-4G}" \
         -kernel "$dir/vmlinuz" -initrd "$dir/initrd.img" \
-        -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 wasmbay.work=$work wasmbay.shares=$share_list $(guest_cmdline "$guest")" \
+        -append "root=/dev/vda rw console=$console panic=-1 quiet systemd.show_status=0 wasmbay.work=$work wasmbay.shares=$share_list $(guest_cmdline "$guest")" \
         -drive "file=$dir/root.img,if=virtio,format=raw,snapshot=on" \
         "${shares_args[@]}" \
         -nic none -display none -monitor none -serial "file:$work/console" -no-reboot \
@@ -281,7 +314,8 @@ run)
     run "$guest" "$@"
     ;;
 list)
-    sed -n 's/^#   \(debian[0-9]*\) */\1: /p' "$0"
+    sed -n '/^# GUEST is one of:/,/^#$/p' "$0" | sed -e '1d;$d' -e 's/^#   //'
+
     ;;
 *)
     die "usage: guest.sh build GUEST | run GUEST [--share DIR]... [--timeout S] -- COMMAND... | list"

@@ -62,6 +62,7 @@ GUEST_PACKAGES=(
     debootstrap
     e2fsprogs         # mkfs.ext4 -d: the image from the debootstrapped tree
     qemu-system-x86   # boots the x86_64 guests (TCG where no usable KVM is)
+    qemu-system-arm   # boots the arm64 guest (TCG)
 )
 if $guests; then
     APT_PACKAGES+=("${GUEST_PACKAGES[@]}")

@@ -65,6 +65,13 @@ fn unsupported(what: &str) -> containerd_shim::protos::ttrpc::Error {
     )
 }
 
+fn invalid_argument(message: String) -> containerd_shim::protos::ttrpc::Error {
+    rpc_error(
+        containerd_shim::protos::ttrpc::Code::INVALID_ARGUMENT,
+        message,
+    )
+}
+
 fn not_found(id: &str) -> containerd_shim::protos::ttrpc::Error {
     rpc_error(
         containerd_shim::protos::ttrpc::Code::NOT_FOUND,
@@ -809,8 +816,40 @@ impl Service {
         Ok(api::Empty::new())
     }
 
-    pub(crate) fn update(&self, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
-        Err(unsupported("update"))
+    /// New cgroup limits for a live task (`ctr task update`, CRI UpdateContainerResources):
+    /// containerd sends runtime-spec `LinuxResources` as JSON, which runc applies as given.
+    pub(crate) fn update(&self, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        use libcgroups::common::{CgroupManager, ControllerOpt};
+        let _span = tracing::info_span!("task.update", id = %req.id).entered();
+        let tasks = self.lock();
+        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if task.phase == Phase::Stopped {
+            return Err(failed_precondition(&req.id, task, "update", "running"));
+        }
+        let Some(any) = req.resources.as_ref() else {
+            return Err(invalid_argument(format!(
+                "update of task {}: no resources given",
+                req.id
+            )));
+        };
+        let resources: wasmbay_shim_core::oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(&any.value).map_err(|e| {
+                invalid_argument(format!(
+                    "update of task {}: resources ({}) are not runtime-spec LinuxResources JSON: {e}",
+                    req.id, any.type_url
+                ))
+            })?;
+        cgroup_of(&task.container)
+            .and_then(|manager| {
+                Ok(manager.apply(&ControllerOpt {
+                    resources: &resources,
+                    disable_oom_killer: false,
+                    oom_score_adj: None,
+                    freezer_state: None,
+                })?)
+            })
+            .map_err(internal)?;
+        Ok(api::Empty::new())
     }
 
     pub(crate) fn checkpoint(&self, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {

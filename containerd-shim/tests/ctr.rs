@@ -318,6 +318,77 @@ fn a_systemd_cgroups_path_puts_the_task_in_a_scope_under_its_slice() {
     assert!(gone, "{} left behind after delete", scope.display());
 }
 
+/// The memory limit of `pid`'s cgroup in bytes (`None` for no limit), on either hierarchy.
+fn memory_limit_of(pid: u32) -> Option<u64> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v1 = table.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        rest.strip_prefix("memory:")
+    });
+    let file = match v1 {
+        Some(path) => format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
+        None => {
+            let path = table.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+            format!("/sys/fs/cgroup{path}/memory.max")
+        }
+    };
+    let text = std::fs::read_to_string(&file).unwrap();
+    match text.trim() {
+        "max" => None,
+        // v1's "no limit" is the largest page-aligned value.
+        v => v.parse().ok().filter(|&n: &u64| n < (1 << 62)),
+    }
+}
+
+#[test]
+fn update_changes_a_running_tasks_memory_limit() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    let mut run = cd.ctr_run();
+    run.args([
+        "-d",
+        "--memory-limit",
+        "268435456",
+        "--runtime",
+        RUNTIME,
+        &spin,
+        "updated",
+    ]);
+    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    let pid: u32 = task_line(&cd, "updated")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(memory_limit_of(pid), Some(256 << 20));
+    let api = wasmbay_testkit::ApiClient::connect(cd.address(), "wasmbay-test").unwrap();
+    api.update_task_resources("updated", br#"{"memory": {"limit": 134217728}}"#)
+        .unwrap();
+    assert_eq!(memory_limit_of(pid), Some(128 << 20));
+    assert!(task_line(&cd, "updated").contains("RUNNING"));
+    cd.run_ok(
+        cd.ctr()
+            .args(["tasks", "kill", "--signal", "SIGKILL", "updated"]),
+        TIMEOUT,
+    )
+    .unwrap();
+    for _ in 0..250 {
+        if task_line(&cd, "updated").contains("STOPPED") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cd.run_ok(cd.ctr().args(["tasks", "delete", "updated"]), TIMEOUT)
+        .unwrap();
+    cd.run_ok(cd.ctr().args(["containers", "delete", "updated"]), TIMEOUT)
+        .unwrap();
+}
+
 #[test]
 fn task_metrics_report_the_running_guest() {
     if !require_root() {

@@ -18,7 +18,7 @@ use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
     DeleteContainerRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, StartRequest,
-    WaitRequest,
+    UpdateTaskRequest, WaitRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
@@ -26,6 +26,7 @@ use containerd_client::tonic::Request;
 use crate::TestkitError;
 
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const RESOURCES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 const SNAPSHOTTER: &str = "overlayfs";
 
 /// One container to run: its id, image, runtime and OCI spec (JSON).
@@ -95,6 +96,32 @@ impl ApiClient {
             request.metadata_mut().insert("containerd-namespace", value);
         }
         request
+    }
+
+    /// Sets new cgroup limits on the running task `id`, as `ctr task update` does in
+    /// containerd 1.7 (1.6's ctr has no such command): `resources_json` is runtime-spec
+    /// `LinuxResources`.
+    pub fn update_task_resources(
+        &self,
+        id: &str,
+        resources_json: &[u8],
+    ) -> Result<(), TestkitError> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let request = self.request(UpdateTaskRequest {
+            container_id: id.to_string(),
+            resources: Some(prost_types::Any {
+                type_url: RESOURCES_TYPE_URL.to_string(),
+                value: resources_json.to_vec(),
+            }),
+            ..Default::default()
+        });
+        self.runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(60), tasks.update(request)).await
+            })
+            .map_err(|_| TestkitError::Api(format!("update task {id}: no answer within 60 s")))?
+            .map_err(api_err("update task"))?;
+        Ok(())
     }
 
     /// A request made under lease `lease`, whose resources containerd's garbage collector
