@@ -24,17 +24,21 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 impl ContainerdFrontend {
     /// Starts a private containerd whose PATH finds the shim binaries in `shim_dir`.
+    /// Starts the private containerd, waiting up to `start_timeout` for it to answer.
     pub fn start(
         shim_dir: &Path,
         engine: &str,
         cache_dir: Option<PathBuf>,
+        start_timeout: Duration,
     ) -> Result<Self, String> {
         let path = format!(
             "{}:{}",
             shim_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut config = ContainerdConfig::default().with_env("PATH", &path);
+        let mut config = ContainerdConfig::default()
+            .with_env("PATH", &path)
+            .with_start_timeout(start_timeout);
         if let Some(cache) = &cache_dir {
             config = config.with_env("WASMBAY_CACHE_DIR", &cache.to_string_lossy());
         }

@@ -223,8 +223,14 @@ fn make_frontend(
         "containerd" => {
             let shim_dir = shim_dir_for(args, engine, state)?;
             Box::new(
-                ContainerdFrontend::start(&shim_dir, engine, cache)
-                    .map_err(|e| anyhow::anyhow!("starting a private containerd: {e}"))?,
+                // containerd's own start is slowed as much as the cases are.
+                ContainerdFrontend::start(
+                    &shim_dir,
+                    engine,
+                    cache,
+                    std::time::Duration::from_secs(30).mul_f64(args.timeout_scale),
+                )
+                .map_err(|e| anyhow::anyhow!("starting a private containerd: {e}"))?,
             )
         }
         other => bail!(

@@ -156,6 +156,11 @@ impl Default for ContainerdConfig {
 }
 
 impl ContainerdConfig {
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
     pub fn with_cri(mut self, on: bool) -> Self {
         self.cri = on;
         self
@@ -416,7 +421,12 @@ impl PrivateContainerd {
             if self.socket.exists() {
                 let mut version = self.ctr_global();
                 version.arg("version");
-                match run_with_timeout(&mut version, Duration::from_secs(5)) {
+                // A loaded or emulated machine may take seconds to start ctr: each probe may
+                // use what is left of the start timeout.
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(5));
+                match run_with_timeout(&mut version, left) {
                     Ok(output) if output.status.success() => return Ok(()),
                     Ok(output) => {
                         last_error = String::from_utf8_lossy(&output.stderr).trim().to_string()
