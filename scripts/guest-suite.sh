@@ -4,12 +4,16 @@
 #
 #   scripts/guest-suite.sh GUEST [--full]
 #
+# On the arm64 guest: the corpus (with --full, wasi-testsuite's preview 1 tests too) through
+# the oci-runtime and containerd frontends on every cross-built engine, the part of the
+# aarch64 matrix that qemu-user cannot run.
+#
 # The test binaries are built here, on the host, with the same features as scripts/test.sh,
 # and run in the guest from the shared target directory. Without --full, the part CI runs
 # (about 6 minutes under TCG on 2 cores, boot included): the shim's cgroup tests (placement by
-# the systemd driver, OOM, metrics, pause/resume), both CRI tests (a pod with a sidecar; wasm
-# and runc pods under kubelet's systemd driver: placement, OOMKilled, ContainerStats) and the
-# runtime's --systemd-cgroup and native-beside-wasm tests. With --full,
+# the systemd driver, OOM, metrics, pause/resume, update), the CRI test of wasm and runc pods
+# under kubelet's systemd driver (placement, OOMKilled, ContainerStats) and the runtime's
+# --systemd-cgroup and native-beside-wasm tests. With --full,
 # every integration test of the two crates and the containerd-frontend matrix of every
 # engine built. Under TCG every instruction is emulated, so the whole of it takes long; the
 # closing note of each change says what each part cost.
@@ -23,6 +27,31 @@ full=false
 [[ ${2:-} == --full ]] && full=true
 
 ./scripts/setup.sh --guests
+
+# The arm64 guest runs the cross-built binaries (as scripts/aarch64.sh builds them, with the
+# shim too) through the two frontends qemu-user cannot run.
+if [[ $guest == *-arm64 ]]; then
+    ./scripts/setup.sh --aarch64
+    ./scripts/build-corpus.sh
+    engines=${WASMBAY_AARCH64_FEATURES:-wasmtime,wasmer}
+    cargo build --profile cross --target aarch64-unknown-linux-gnu --workspace \
+        --no-default-features --features "$engines"
+    bin="${CARGO_TARGET_DIR:-$repo/target}/aarch64-unknown-linux-gnu/cross"
+    suites=(conformance/corpus)
+    if $full; then
+        for lang in assemblyscript c rust; do
+            suites+=("../shared/conformance/wasi-testsuite/tests/$lang/testsuite/wasm32-wasip1")
+        done
+    fi
+    start=$SECONDS
+    status=0
+    ./scripts/guest.sh run "$guest" --timeout "${WASMBAY_GUEST_TIMEOUT:-7200}" -- \
+        "$bin/wasmbay" conformance --matrix --frontends oci-runtime,containerd --jobs 2 \
+        --timeout-scale 10 --markdown "$bin/guest-matrix.md" "${suites[@]}" || status=$?
+    echo "guest-suite: $guest took $((SECONDS - start)) s (boot included); status $status"
+    exit "$status"
+fi
+
 features=(wasmer)
 if lib=$(./scripts/find-wasmedge.sh 2>/dev/null); then
     features+=(wasmedge)
@@ -62,7 +91,7 @@ trap 'rm -f "$plan"' EXIT
         echo "step $repo $repo/target/debug/wasmbay conformance --matrix --frontends containerd --jobs 2 --timeout-scale 4 conformance/corpus ../shared/conformance/wasi-testsuite/tests/assemblyscript/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip1"
     else
         echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes"
-        echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1"
+        echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets"
         echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side"
     fi
     echo 'exit $status'
