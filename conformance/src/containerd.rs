@@ -78,11 +78,11 @@ impl Frontend for ContainerdFrontend {
             .arg(&config_path)
             .arg(&id);
         let kill = || {
-            let _ = self
-                .containerd
+            self.containerd
                 .ctr()
                 .args(["tasks", "kill", "--signal", "SIGKILL", &id])
-                .output();
+                .output()
+                .is_ok_and(|o| o.status.success())
         };
         let observed = run_process_with_timeout(
             run,

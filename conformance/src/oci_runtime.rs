@@ -140,7 +140,10 @@ impl Frontend for OciRuntimeFrontend {
         let mut run = self.command();
         run.arg("run").arg("--bundle").arg(&bundle).arg(&id);
         let kill = || {
-            let _ = self.command().args(["kill", &id, "KILL"]).output();
+            self.command()
+                .args(["kill", &id, "KILL"])
+                .output()
+                .is_ok_and(|o| o.status.success())
         };
         let observed = run_process_with_timeout(
             run,

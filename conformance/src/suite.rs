@@ -158,13 +158,18 @@ pub fn run_process(
     run_process_with_timeout(command, stdin, None, hard_limit)
 }
 
+/// How soon a refused timeout kill is tried again.
+pub const KILL_RETRY: Duration = Duration::from_millis(100);
+
 /// Like [`run_process`], and when `timeout` is `(after, action)` runs `action` once the process
 /// has run for `after` (a frontend that cannot enforce the case timeout itself asks the runtime
-/// to kill the workload there). The process must still end within `hard_limit`.
+/// to kill the workload there). `action` answers whether the kill was delivered; on a slow
+/// machine the container may not exist yet at `after`, so a refused kill is tried again
+/// every [`KILL_RETRY`]. The process must still end within `hard_limit`.
 pub fn run_process_with_timeout(
     mut command: Command,
     stdin: &[u8],
-    timeout: Option<(Duration, &dyn Fn())>,
+    timeout: Option<(Duration, &dyn Fn() -> bool)>,
     hard_limit: Duration,
 ) -> Result<Observed, String> {
     command
@@ -208,7 +213,9 @@ pub fn run_process_with_timeout(
             Ok(Some(status)) => break status,
             Ok(None) if timeout.is_some_and(|(after, _)| started.elapsed() >= after) => {
                 if let Some((_, action)) = timeout.take() {
-                    action();
+                    if !action() {
+                        timeout = Some((started.elapsed() + KILL_RETRY, action));
+                    }
                 }
             }
             Ok(None) if Instant::now() >= deadline => {
