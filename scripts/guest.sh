@@ -36,7 +36,9 @@
 # always shared; --share adds more. COMMAND runs with the current directory of the caller, the
 # guest's PATH, HOME=/root, and the caller's WASMBAY_* and RUST_* variables. The boot, the
 # command and the power-off are bounded by --timeout (default 3600 s); when it passes, qemu is
-# killed and the run fails with status 124. WASMBAY_GUEST_CPUS (default: the host's, at most
+# killed and the run fails with status 124. The shares are mounted with 9p's cache=loose (the
+# guest caches what it read), so nothing shared may change on the host during a run: a binary
+# rebuilt under a running guest is seen half old, half new. WASMBAY_GUEST_CPUS (default: the host's, at most
 # 4) and WASMBAY_GUEST_MEM (default 4G) size the guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
