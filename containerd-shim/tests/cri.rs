@@ -30,7 +30,9 @@ macro_rules! cri {
     }};
 }
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounded waits, stretched where guests run emulated ([`wasmbay_testkit::scaled`]).
+static TIMEOUT: std::sync::LazyLock<Duration> =
+    std::sync::LazyLock::new(|| wasmbay_testkit::scaled(Duration::from_secs(30)));
 
 /// Builds an app-layout image of `name` holding `file` at `/<file_name>` and imports it into
 /// the CRI's namespace.
@@ -54,7 +56,7 @@ fn import(
 }
 
 fn wait_exited(cri: &CriClient, id: &str) -> api::ContainerStatus {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + *TIMEOUT;
     loop {
         let status = cri!(
             cri,
@@ -76,7 +78,7 @@ fn wait_exited(cri: &CriClient, id: &str) -> api::ContainerStatus {
 }
 
 fn wait_for_log(path: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + *TIMEOUT;
     loop {
         let log = std::fs::read_to_string(path).unwrap_or_default();
         if log.contains(needle) {
@@ -294,7 +296,7 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     )
     .unwrap();
     assert!(left.items.is_empty(), "{left:?}");
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + *TIMEOUT;
     while !processes_mentioning(&pod).is_empty() {
         assert!(Instant::now() < deadline, "the pod's shim outlived the pod");
         std::thread::sleep(Duration::from_millis(50));
@@ -574,7 +576,7 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
     }
     // Every scope of both pods is gone with them.
     let slice = Path::new("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice");
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + *TIMEOUT;
     loop {
         let scopes: Vec<String> = walk_scopes(slice);
         if scopes.is_empty() {

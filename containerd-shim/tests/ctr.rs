@@ -26,7 +26,9 @@ const EXIT_42: &str = r#"(module
 const SPIN: &str =
     r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+/// Bounded waits, stretched where guests run emulated ([`wasmbay_testkit::scaled`]).
+static TIMEOUT: std::sync::LazyLock<Duration> =
+    std::sync::LazyLock::new(|| wasmbay_testkit::scaled(Duration::from_secs(20)));
 fn containerd(cache: &Path) -> PrivateContainerd {
     PrivateContainerd::start_with(containerd_config(cache)).expect("start a private containerd")
 }
@@ -55,7 +57,7 @@ fn ctr_runs_wasm_through_the_shim() {
     let mut run = cd.ctr_run();
     run.args(["--rm", "--runtime", RUNTIME, &hello, "hello-1"]);
     let out = cd
-        .run_ok(&mut run, TIMEOUT)
+        .run_ok(&mut run, *TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:?}\n{}", cd.log_tail()));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -64,7 +66,7 @@ fn ctr_runs_wasm_through_the_shim() {
 
     let mut run = cd.ctr_run();
     run.args(["--rm", "--runtime", RUNTIME, &exit42, "exit-1"]);
-    let out = wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT).unwrap();
+    let out = wasmbay_testkit::run_with_timeout(&mut run, *TIMEOUT).unwrap();
     assert_eq!(
         out.status.code(),
         Some(42),
@@ -78,7 +80,7 @@ fn ctr_runs_wasm_through_the_shim() {
         .count();
     let mut run = cd.ctr_run();
     run.args(["--rm", "--runtime", RUNTIME, &hello, "hello-2"]);
-    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
     assert_eq!(
         std::fs::read_dir(dir.path().join("cache/wasmtime"))
             .unwrap()
@@ -98,9 +100,9 @@ fn ctr_kills_and_deletes_a_running_wasm_task() {
     for id in ["spin-a", "spin-b"] {
         let mut run = cd.ctr_run();
         run.args(["-d", "--runtime", RUNTIME, &spin, id]);
-        cd.run_ok(&mut run, TIMEOUT).unwrap();
+        cd.run_ok(&mut run, *TIMEOUT).unwrap();
     }
-    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
     let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
     for id in ["spin-a", "spin-b"] {
         assert!(
@@ -113,12 +115,12 @@ fn ctr_kills_and_deletes_a_running_wasm_task() {
     for id in ["spin-a", "spin-b"] {
         cd.run_ok(
             cd.ctr().args(["tasks", "kill", "--signal", "SIGTERM", id]),
-            TIMEOUT,
+            *TIMEOUT,
         )
         .unwrap();
         let mut stopped = false;
-        for _ in 0..200 {
-            let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+        for _ in 0..wasmbay_testkit::scaled_rounds(200) {
+            let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
             if String::from_utf8_lossy(&tasks.stdout)
                 .lines()
                 .any(|l| l.starts_with(id) && l.contains("STOPPED"))
@@ -129,9 +131,9 @@ fn ctr_kills_and_deletes_a_running_wasm_task() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(stopped, "{id} did not stop on SIGTERM");
-        cd.run_ok(cd.ctr().args(["tasks", "delete", id]), TIMEOUT)
+        cd.run_ok(cd.ctr().args(["tasks", "delete", id]), *TIMEOUT)
             .unwrap();
-        cd.run_ok(cd.ctr().args(["containers", "delete", id]), TIMEOUT)
+        cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
             .unwrap();
     }
 }
@@ -149,7 +151,7 @@ fn sched_state(pid: u32) -> (char, u64) {
 }
 
 fn task_line(cd: &PrivateContainerd, id: &str) -> String {
-    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
     String::from_utf8_lossy(&tasks.stdout)
         .lines()
         .find(|l| l.starts_with(id))
@@ -167,7 +169,7 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
     let spin = import(&cd, dir.path(), "spin", SPIN);
     let mut run = cd.ctr_run();
     run.args(["-d", "--runtime", RUNTIME, &spin, "frozen"]);
-    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
     let line = task_line(&cd, "frozen");
     let pid: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     let cpu_over = |ms| {
@@ -180,7 +182,7 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
         "the spinning guest used no CPU before pause"
     );
 
-    cd.run_ok(cd.ctr().args(["tasks", "pause", "frozen"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["tasks", "pause", "frozen"]), *TIMEOUT)
         .unwrap();
     assert!(
         task_line(&cd, "frozen").contains("PAUSED"),
@@ -203,7 +205,7 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
         String::from_utf8_lossy(&again.stderr)
     );
 
-    cd.run_ok(cd.ctr().args(["tasks", "resume", "frozen"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["tasks", "resume", "frozen"]), *TIMEOUT)
         .unwrap();
     assert!(
         task_line(&cd, "frozen").contains("RUNNING"),
@@ -213,16 +215,16 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
     assert!(cpu_over(300) > 0, "a resumed guest did not run");
 
     // Killed while paused, it still ends (a frozen process would hold SIGKILL for ever).
-    cd.run_ok(cd.ctr().args(["tasks", "pause", "frozen"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["tasks", "pause", "frozen"]), *TIMEOUT)
         .unwrap();
     cd.run_ok(
         cd.ctr()
             .args(["tasks", "kill", "--signal", "SIGKILL", "frozen"]),
-        TIMEOUT,
+        *TIMEOUT,
     )
     .unwrap();
     let mut stopped = false;
-    for _ in 0..250 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
         if task_line(&cd, "frozen").contains("STOPPED") {
             stopped = true;
             break;
@@ -234,9 +236,9 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
         "a paused task did not stop on SIGKILL: {}",
         task_line(&cd, "frozen")
     );
-    cd.run_ok(cd.ctr().args(["tasks", "delete", "frozen"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["tasks", "delete", "frozen"]), *TIMEOUT)
         .unwrap();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "frozen"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["containers", "delete", "frozen"]), *TIMEOUT)
         .unwrap();
 }
 
@@ -273,7 +275,7 @@ fn a_systemd_cgroups_path_puts_the_task_in_a_scope_under_its_slice() {
         &spin,
         "placed",
     ]);
-    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
     let pid: u32 = task_line(&cd, "placed")
         .split_whitespace()
         .nth(1)
@@ -293,22 +295,22 @@ fn a_systemd_cgroups_path_puts_the_task_in_a_scope_under_its_slice() {
     cd.run_ok(
         cd.ctr()
             .args(["tasks", "kill", "--signal", "SIGKILL", "placed"]),
-        TIMEOUT,
+        *TIMEOUT,
     )
     .unwrap();
-    for _ in 0..250 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
         if task_line(&cd, "placed").contains("STOPPED") {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    cd.run_ok(cd.ctr().args(["tasks", "delete", "placed"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["tasks", "delete", "placed"]), *TIMEOUT)
         .unwrap();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "placed"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["containers", "delete", "placed"]), *TIMEOUT)
         .unwrap();
     // systemd removes a transient scope once its last process is gone.
     let mut gone = false;
-    for _ in 0..100 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(100) {
         if !scope.exists() {
             gone = true;
             break;
@@ -358,7 +360,7 @@ fn update_changes_a_running_tasks_memory_limit() {
         &spin,
         "updated",
     ]);
-    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
     let pid: u32 = task_line(&cd, "updated")
         .split_whitespace()
         .nth(1)
@@ -374,18 +376,18 @@ fn update_changes_a_running_tasks_memory_limit() {
     cd.run_ok(
         cd.ctr()
             .args(["tasks", "kill", "--signal", "SIGKILL", "updated"]),
-        TIMEOUT,
+        *TIMEOUT,
     )
     .unwrap();
-    for _ in 0..250 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
         if task_line(&cd, "updated").contains("STOPPED") {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    cd.run_ok(cd.ctr().args(["tasks", "delete", "updated"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["tasks", "delete", "updated"]), *TIMEOUT)
         .unwrap();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "updated"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["containers", "delete", "updated"]), *TIMEOUT)
         .unwrap();
 }
 
@@ -399,10 +401,10 @@ fn task_metrics_report_the_running_guest() {
     let spin = import(&cd, dir.path(), "spin", SPIN);
     let mut run = cd.ctr_run();
     run.args(["-d", "--runtime", RUNTIME, &spin, "measured"]);
-    cd.run_ok(&mut run, TIMEOUT).unwrap();
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let out = cd
-        .run_ok(cd.ctr().args(["tasks", "metrics", "measured"]), TIMEOUT)
+        .run_ok(cd.ctr().args(["tasks", "metrics", "measured"]), *TIMEOUT)
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     let value = |name: &str| -> Option<u64> {
@@ -425,15 +427,18 @@ fn task_metrics_report_the_running_guest() {
         .ctr()
         .args(["tasks", "kill", "--signal", "SIGKILL", "measured"])
         .output();
-    for _ in 0..250 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
         if task_line(&cd, "measured").contains("STOPPED") {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = cd.ctr().args(["tasks", "delete", "measured"]).output();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "measured"]), TIMEOUT)
-        .unwrap();
+    cd.run_ok(
+        cd.ctr().args(["containers", "delete", "measured"]),
+        *TIMEOUT,
+    )
+    .unwrap();
 }
 
 /// Grows memory a wasm page at a time, touching every 4 KiB of each new page (so that the
@@ -488,7 +493,7 @@ fn cgroup_oom_kill_is_reported_as_task_oom() {
         &hog,
         "hog-1",
     ]);
-    let out = wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT).unwrap();
+    let out = wasmbay_testkit::run_with_timeout(&mut run, *TIMEOUT).unwrap();
     assert_eq!(
         out.status.code(),
         Some(137),
@@ -516,8 +521,8 @@ fn a_killed_shim_leaves_nothing_behind() {
     let spin = import(&cd, dir.path(), "spin", SPIN);
     let mut run = cd.ctr_run();
     run.args(["-d", "--runtime", RUNTIME, &spin, "orphan"]);
-    cd.run_ok(&mut run, TIMEOUT).unwrap();
-    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
     let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
     let pid: i32 = tasks
         .lines()
@@ -569,7 +574,7 @@ fn a_killed_shim_leaves_nothing_behind() {
             .unwrap_or(false)
     };
     let mut gone = false;
-    for _ in 0..250 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
         if !alive(pid) {
             gone = true;
             break;
@@ -578,7 +583,7 @@ fn a_killed_shim_leaves_nothing_behind() {
     }
     assert!(gone, "the container of a killed shim is still running");
     let _ = cd.ctr().args(["tasks", "delete", "orphan"]).output();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "orphan"]), TIMEOUT)
+    cd.run_ok(cd.ctr().args(["containers", "delete", "orphan"]), *TIMEOUT)
         .unwrap();
     assert!(
         !wasmbay_testkit::mounts_under(cd.dir())
@@ -625,7 +630,7 @@ fn a_module_in_an_artifact_layer_runs_from_the_content_store() {
             runtime: RUNTIME,
             spec_json: api_spec(id, &["/hello.wasm"]),
         };
-        let status = client.run_with_empty_rootfs(container, &out, &err, TIMEOUT);
+        let status = client.run_with_empty_rootfs(container, &out, &err, *TIMEOUT);
         (
             status,
             std::fs::read_to_string(out).unwrap_or_default(),
@@ -643,7 +648,7 @@ fn a_module_in_an_artifact_layer_runs_from_the_content_store() {
     // module still runs from the cache.
     let mut rm = cd.ctr();
     rm.args(["content", "rm", &layer]);
-    cd.run_ok(&mut rm, TIMEOUT).unwrap();
+    cd.run_ok(&mut rm, *TIMEOUT).unwrap();
     let (status, stdout, stderr) = run("art-2");
     assert_eq!(status.unwrap(), 0, "stderr: {stderr}\n{}", cd.log_tail());
     assert_eq!(stdout, "hello from the shim\n");
@@ -698,7 +703,7 @@ fn namespace_containerd(dir: &Path, linger_ms: &str) -> PrivateContainerd {
 /// Waits up to 5 s for every shim of `cd` to exit; returns those still running.
 fn shims_left_after_idle(cd: &PrivateContainerd) -> Vec<u32> {
     let mut left = shims_of(cd);
-    for _ in 0..100 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(100) {
         if left.is_empty() {
             break;
         }
@@ -721,7 +726,7 @@ fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle(
     for id in ids {
         let mut run = cd.ctr_run();
         run.args(["-d", "--runtime", RUNTIME, &spin, id]);
-        cd.run_ok(&mut run, TIMEOUT)
+        cd.run_ok(&mut run, *TIMEOUT)
             .unwrap_or_else(|e| panic!("{e:?}\n{}", cd.log_tail()));
     }
     assert_eq!(shims_of(&cd).len(), 1, "one shim for the namespace");
@@ -730,11 +735,11 @@ fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle(
     let stop = |id: &str| {
         cd.run_ok(
             cd.ctr().args(["tasks", "kill", "--signal", "SIGKILL", id]),
-            TIMEOUT,
+            *TIMEOUT,
         )
         .unwrap();
         let mut deleted = false;
-        for _ in 0..200 {
+        for _ in 0..wasmbay_testkit::scaled_rounds(200) {
             if cd
                 .ctr()
                 .args(["tasks", "delete", id])
@@ -749,14 +754,14 @@ fn namespace_grouping_serves_every_container_from_one_shim_that_exits_when_idle(
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(deleted, "task {id} not deleted");
-        cd.run_ok(cd.ctr().args(["containers", "delete", id]), TIMEOUT)
+        cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
             .unwrap();
     };
     stop(ids[0]);
     // A short job joins the same shim while the others run.
     let mut run = cd.ctr_run();
     run.args(["--rm", "--runtime", RUNTIME, &hello, "ns-hello"]);
-    let out = cd.run_ok(&mut run, TIMEOUT).unwrap();
+    let out = cd.run_ok(&mut run, *TIMEOUT).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "hello from the shim\n"
@@ -783,7 +788,7 @@ fn an_unknown_grouping_is_refused_naming_the_variable() {
     let hello = import(&cd, dir.path(), "hello", HELLO);
     let mut run = cd.ctr_run();
     run.args(["--rm", "--runtime", RUNTIME, &hello, "bad-grouping"]);
-    let err = cd.run_ok(&mut run, TIMEOUT).unwrap_err();
+    let err = cd.run_ok(&mut run, *TIMEOUT).unwrap_err();
     let text = format!("{err:?}");
     assert!(
         text.contains("WASMBAY_SHIM_GROUPING") && text.contains("node"),
@@ -808,7 +813,7 @@ fn a_namespace_shim_that_went_idle_is_replaced_by_the_next_start() {
             let id = format!("idle-{round}-{i}");
             run.args(["--rm", "--runtime", RUNTIME, &hello, &id]);
             let output = cd
-                .run_ok(&mut run, TIMEOUT)
+                .run_ok(&mut run, *TIMEOUT)
                 .unwrap_or_else(|e| panic!("{e:?}\n{}", cd.log_tail()));
             assert_eq!(
                 String::from_utf8_lossy(&output.stdout),
@@ -850,7 +855,7 @@ fn guests_ending_beside_busy_threads_always_exit() {
             let id = format!("{name}-{round}");
             let mut run = cd.ctr_run();
             run.args(["--rm", "--runtime", RUNTIME, image, &id]);
-            let out = wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT)
+            let out = wasmbay_testkit::run_with_timeout(&mut run, *TIMEOUT)
                 .unwrap_or_else(|e| panic!("{id}: {e}\n{}", cd.log_tail()));
             assert_eq!(
                 out.status.code(),
@@ -866,7 +871,7 @@ fn guests_ending_beside_busy_threads_always_exit() {
         started.elapsed()
     );
     let tasks = cd
-        .run_ok(cd.ctr().args(["tasks", "ls", "-q"]), TIMEOUT)
+        .run_ok(cd.ctr().args(["tasks", "ls", "-q"]), *TIMEOUT)
         .unwrap();
     assert!(
         tasks.stdout.is_empty(),
@@ -874,7 +879,7 @@ fn guests_ending_beside_busy_threads_always_exit() {
         String::from_utf8_lossy(&tasks.stdout)
     );
     let containers = cd
-        .run_ok(cd.ctr().args(["containers", "ls", "-q"]), TIMEOUT)
+        .run_ok(cd.ctr().args(["containers", "ls", "-q"]), *TIMEOUT)
         .unwrap();
     assert!(
         containers.stdout.is_empty(),
@@ -909,7 +914,7 @@ fn sixteen_concurrent_creates_into_one_namespace_shim_all_finish() {
                         let id = format!("par-{round}-{i}");
                         let mut run = cd.ctr_run();
                         run.args(["--rm", "--runtime", RUNTIME, image, &id]);
-                        (id, wasmbay_testkit::run_with_timeout(&mut run, TIMEOUT))
+                        (id, wasmbay_testkit::run_with_timeout(&mut run, *TIMEOUT))
                     })
                 })
                 .collect();
@@ -927,7 +932,7 @@ fn sixteen_concurrent_creates_into_one_namespace_shim_all_finish() {
         assert_eq!(shims_of(&cd).len(), 1, "one shim for the namespace");
     }
     let tasks = cd
-        .run_ok(cd.ctr().args(["tasks", "ls", "-q"]), TIMEOUT)
+        .run_ok(cd.ctr().args(["tasks", "ls", "-q"]), *TIMEOUT)
         .unwrap();
     assert!(
         tasks.stdout.is_empty(),

@@ -19,7 +19,9 @@ const HELLO: &str = r#"(module
 const SPIN: &str =
     r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// Bounded waits, stretched where guests run emulated ([`wasmbay_testkit::scaled`]).
+static TIMEOUT: std::sync::LazyLock<Duration> =
+    std::sync::LazyLock::new(|| wasmbay_testkit::scaled(Duration::from_secs(60)));
 
 fn runtime_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wasmbay-runtime"))
@@ -92,12 +94,12 @@ fn ctr_runs_wasm_and_busybox_through_wasmbay_runtime() {
             .arg(runtime_binary())
             .arg(image)
             .arg(id);
-        let out = cd.run_ok(&mut run, TIMEOUT).unwrap();
+        let out = cd.run_ok(&mut run, *TIMEOUT).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
     // Nothing is left: --rm removed both containers.
     let listed = cd
-        .run_ok(cd.ctr().args(["containers", "ls", "-q"]), TIMEOUT)
+        .run_ok(cd.ctr().args(["containers", "ls", "-q"]), *TIMEOUT)
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
 }
@@ -124,9 +126,9 @@ fn wasm_and_busybox_run_side_by_side_and_are_killed() {
             .arg(runtime_binary())
             .arg(image)
             .arg(id);
-        cd.run_ok(&mut run, TIMEOUT).unwrap();
+        cd.run_ok(&mut run, *TIMEOUT).unwrap();
     }
-    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
     let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
     for id in ["wasm-spin", "native-sleep"] {
         let line = tasks
@@ -138,14 +140,14 @@ fn wasm_and_busybox_run_side_by_side_and_are_killed() {
     for id in ["wasm-spin", "native-sleep"] {
         cd.run_ok(
             cd.ctr().args(["tasks", "kill", "--signal", "SIGTERM", id]),
-            TIMEOUT,
+            *TIMEOUT,
         )
         .unwrap();
     }
     // SIGTERM ends the wasm task (143); busybox sleep as PID 1 ignores it, as on runc.
     let mut wasm_stopped = false;
     for _ in 0..200 {
-        let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), TIMEOUT).unwrap();
+        let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
         let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
         if tasks
             .lines()
@@ -160,7 +162,7 @@ fn wasm_and_busybox_run_side_by_side_and_are_killed() {
     cd.run_ok(
         cd.ctr()
             .args(["tasks", "kill", "--signal", "SIGKILL", "native-sleep"]),
-        TIMEOUT,
+        *TIMEOUT,
     )
     .unwrap();
     for id in ["wasm-spin", "native-sleep"] {
@@ -179,7 +181,7 @@ fn wasm_and_busybox_run_side_by_side_and_are_killed() {
             std::thread::sleep(Duration::from_millis(25));
         }
         assert!(deleted, "task {id} could not be deleted");
-        cd.run_ok(cd.ctr().args(["containers", "delete", id]), TIMEOUT)
+        cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
             .unwrap();
     }
 }

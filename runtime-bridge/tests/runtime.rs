@@ -381,7 +381,7 @@ fn busybox_and_wasm_side_by_side_then_deleted_without_traces() {
     }
     for b in [&native, &wasm] {
         let mut stopped = false;
-        for _ in 0..200 {
+        for _ in 0..wasmbay_testkit::scaled_rounds(200) {
             if rt.state(&b.id)["status"] == "stopped" {
                 stopped = true;
                 break;
@@ -652,7 +652,7 @@ fn systemd_cgroup_places_the_container_in_a_transient_scope_as_runc_does() {
     assert!(table.lines().any(|l| l == format!("0::{scope}")), "{table}");
     rt.ok(&["--systemd-cgroup", "delete", "--force", &b.id]);
     let dir = Path::new("/sys/fs/cgroup").join(scope.trim_start_matches('/'));
-    for _ in 0..100 {
+    for _ in 0..wasmbay_testkit::scaled_rounds(100) {
         if !dir.exists() {
             return;
         }

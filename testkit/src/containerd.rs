@@ -149,7 +149,7 @@ impl Default for ContainerdConfig {
             plugin_tables: BTreeMap::new(),
             disabled_plugins: Vec::new(),
             log_level: "info".to_string(),
-            start_timeout: Duration::from_secs(30),
+            start_timeout: crate::scaled(Duration::from_secs(30)),
             env: Vec::new(),
         }
     }

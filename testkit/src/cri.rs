@@ -38,16 +38,15 @@ impl CriClient {
         F: Future<Output = Result<Response<T>, Status>>,
     {
         let client = RuntimeServiceClient::new(self.channel.clone());
-        match self
-            .runtime
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call(client)).await })
-        {
+        match self.runtime.block_on(async {
+            tokio::time::timeout(crate::scaled(CALL_TIMEOUT), call(client)).await
+        }) {
             Ok(answer) => answer
                 .map(Response::into_inner)
                 .map_err(|status| TestkitError::Api(format!("CRI {what}: {}", status.message()))),
             Err(_) => Err(TestkitError::Api(format!(
                 "CRI {what}: no answer within {} s",
-                CALL_TIMEOUT.as_secs()
+                crate::scaled(CALL_TIMEOUT).as_secs()
             ))),
         }
     }

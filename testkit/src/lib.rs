@@ -109,6 +109,29 @@ impl std::fmt::Debug for TestkitError {
     }
 }
 
+/// The environment variable that stretches every bounded wait of the tests (a factor, at
+/// least 1): set by scripts/guest-suite.sh, whose guests run every instruction emulated.
+pub const TIMEOUT_SCALE_ENV: &str = "WASMBAY_TEST_TIMEOUT_SCALE";
+
+/// `limit` multiplied by [`TIMEOUT_SCALE_ENV`] (1 when unset). A value that is not a number
+/// from 1 to 100 is a mistake of whoever runs the tests, and panics naming the variable.
+pub fn scaled(limit: std::time::Duration) -> std::time::Duration {
+    let Some(text) = std::env::var_os(TIMEOUT_SCALE_ENV) else {
+        return limit;
+    };
+    let text = text.to_string_lossy();
+    match text.parse::<f64>() {
+        Ok(factor) if (1.0..=100.0).contains(&factor) => limit.mul_f64(factor),
+        _ => panic!("{TIMEOUT_SCALE_ENV}={text}: expected a number from 1 to 100"),
+    }
+}
+
+/// A polling loop's round count, stretched as [`scaled`] stretches a duration.
+pub fn scaled_rounds(rounds: u32) -> u32 {
+    let one = std::time::Duration::from_millis(1);
+    (scaled(one).as_secs_f64() / one.as_secs_f64() * f64::from(rounds)).ceil() as u32
+}
+
 /// True when running as root; otherwise prints `skipped: …` and returns false.
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
