@@ -326,13 +326,7 @@ const HOG: &str = r#"(module
 
 /// Whether kubelet's systemd cgroup driver can be mimicked here; prints why not.
 fn systemd_node() -> bool {
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
-        eprintln!("skipped: kubelet's systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
-        return false;
-    }
-    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    if init.trim() != "systemd" || !Path::new("/run/dbus/system_bus_socket").exists() {
-        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
+    if !wasmbay_testkit::require_systemd_cgroup_v2() {
         return false;
     }
     if !Path::new("/usr/sbin/runc").exists() && !Path::new("/usr/bin/runc").exists() {

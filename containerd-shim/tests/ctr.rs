@@ -159,6 +159,47 @@ fn task_line(cd: &PrivateContainerd, id: &str) -> String {
         .to_string()
 }
 
+/// Starts a detached task `id` of `image` (with ctr run's `extra` options) and returns its
+/// pid.
+fn run_detached(cd: &PrivateContainerd, image: &str, id: &str, extra: &[&str]) -> u32 {
+    let mut run = cd.ctr_run();
+    run.arg("-d")
+        .args(extra)
+        .args(["--runtime", RUNTIME, image, id]);
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
+    task_line(cd, id)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for {id}: {}", task_line(cd, id)))
+}
+
+/// SIGKILLs task `id`, waits (bounded) for it to stop, and deletes task and container.
+fn kill_and_remove(cd: &PrivateContainerd, id: &str) {
+    cd.run_ok(
+        cd.ctr().args(["tasks", "kill", "--signal", "SIGKILL", id]),
+        *TIMEOUT,
+    )
+    .unwrap();
+    let mut stopped = false;
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
+        if task_line(cd, id).contains("STOPPED") {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        stopped,
+        "{id} did not stop on SIGKILL: {}",
+        task_line(cd, id)
+    );
+    cd.run_ok(cd.ctr().args(["tasks", "delete", id]), *TIMEOUT)
+        .unwrap();
+    cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
+        .unwrap();
+}
+
 #[test]
 fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
     if !require_root() {
@@ -167,11 +208,7 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
     let dir = tempfile::tempdir().unwrap();
     let cd = containerd(&dir.path().join("cache"));
     let spin = import(&cd, dir.path(), "spin", SPIN);
-    let mut run = cd.ctr_run();
-    run.args(["-d", "--runtime", RUNTIME, &spin, "frozen"]);
-    cd.run_ok(&mut run, *TIMEOUT).unwrap();
-    let line = task_line(&cd, "frozen");
-    let pid: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let pid = run_detached(&cd, &spin, "frozen", &[]);
     let cpu_over = |ms| {
         let before = sched_state(pid).1;
         std::thread::sleep(Duration::from_millis(ms));
@@ -242,46 +279,20 @@ fn pause_freezes_a_spinning_task_and_resume_thaws_it() {
         .unwrap();
 }
 
-/// Whether this machine is what the systemd cgroup driver needs: the unified hierarchy, and
-/// systemd as init with its bus up. Prints why not when it is not.
-fn systemd_driver_usable() -> bool {
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
-        eprintln!("skipped: the systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
-        return false;
-    }
-    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    if init.trim() != "systemd" || !Path::new("/run/dbus/system_bus_socket").exists() {
-        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn a_systemd_cgroups_path_puts_the_task_in_a_scope_under_its_slice() {
-    if !require_root() || !systemd_driver_usable() {
+    if !require_root() || !wasmbay_testkit::require_systemd_cgroup_v2() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let cd = containerd(&dir.path().join("cache"));
     let spin = import(&cd, dir.path(), "spin", SPIN);
-    let mut run = cd.ctr_run();
-    run.args([
-        "-d",
-        "--cgroup",
-        "system.slice:wb:placed",
-        "--runtime",
-        RUNTIME,
+    let pid = run_detached(
+        &cd,
         &spin,
         "placed",
-    ]);
-    cd.run_ok(&mut run, *TIMEOUT).unwrap();
-    let pid: u32 = task_line(&cd, "placed")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+        &["--cgroup", "system.slice:wb:placed"],
+    );
     // Where runc's systemd driver puts the same path: a transient scope `<prefix>-<name>`.
     let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
@@ -292,22 +303,7 @@ fn a_systemd_cgroups_path_puts_the_task_in_a_scope_under_its_slice() {
     );
     let scope = Path::new("/sys/fs/cgroup/system.slice/wb-placed.scope");
     assert!(scope.is_dir());
-    cd.run_ok(
-        cd.ctr()
-            .args(["tasks", "kill", "--signal", "SIGKILL", "placed"]),
-        *TIMEOUT,
-    )
-    .unwrap();
-    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
-        if task_line(&cd, "placed").contains("STOPPED") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cd.run_ok(cd.ctr().args(["tasks", "delete", "placed"]), *TIMEOUT)
-        .unwrap();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "placed"]), *TIMEOUT)
-        .unwrap();
+    kill_and_remove(&cd, "placed");
     // systemd removes a transient scope once its last process is gone.
     let mut gone = false;
     for _ in 0..wasmbay_testkit::scaled_rounds(100) {
@@ -350,45 +346,14 @@ fn update_changes_a_running_tasks_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let cd = containerd(&dir.path().join("cache"));
     let spin = import(&cd, dir.path(), "spin", SPIN);
-    let mut run = cd.ctr_run();
-    run.args([
-        "-d",
-        "--memory-limit",
-        "268435456",
-        "--runtime",
-        RUNTIME,
-        &spin,
-        "updated",
-    ]);
-    cd.run_ok(&mut run, *TIMEOUT).unwrap();
-    let pid: u32 = task_line(&cd, "updated")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = run_detached(&cd, &spin, "updated", &["--memory-limit", "268435456"]);
     assert_eq!(memory_limit_of(pid), Some(256 << 20));
     let api = wasmbay_testkit::ApiClient::connect(cd.address(), "wasmbay-test").unwrap();
     api.update_task_resources("updated", br#"{"memory": {"limit": 134217728}}"#)
         .unwrap();
     assert_eq!(memory_limit_of(pid), Some(128 << 20));
     assert!(task_line(&cd, "updated").contains("RUNNING"));
-    cd.run_ok(
-        cd.ctr()
-            .args(["tasks", "kill", "--signal", "SIGKILL", "updated"]),
-        *TIMEOUT,
-    )
-    .unwrap();
-    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
-        if task_line(&cd, "updated").contains("STOPPED") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cd.run_ok(cd.ctr().args(["tasks", "delete", "updated"]), *TIMEOUT)
-        .unwrap();
-    cd.run_ok(cd.ctr().args(["containers", "delete", "updated"]), *TIMEOUT)
-        .unwrap();
+    kill_and_remove(&cd, "updated");
 }
 
 #[test]
@@ -399,9 +364,7 @@ fn task_metrics_report_the_running_guest() {
     let dir = tempfile::tempdir().unwrap();
     let cd = containerd(&dir.path().join("cache"));
     let spin = import(&cd, dir.path(), "spin", SPIN);
-    let mut run = cd.ctr_run();
-    run.args(["-d", "--runtime", RUNTIME, &spin, "measured"]);
-    cd.run_ok(&mut run, *TIMEOUT).unwrap();
+    run_detached(&cd, &spin, "measured", &[]);
     std::thread::sleep(Duration::from_millis(300));
     let out = cd
         .run_ok(cd.ctr().args(["tasks", "metrics", "measured"]), *TIMEOUT)
@@ -423,22 +386,7 @@ fn task_metrics_report_the_running_guest() {
     assert!(value("pids.current").is_some_and(|n| n >= 1), "{table}");
     assert!(value(cpu).is_some_and(|n| n > 0), "{table}");
     assert!(value(memory).is_some_and(|n| n > 0), "{table}");
-    let _ = cd
-        .ctr()
-        .args(["tasks", "kill", "--signal", "SIGKILL", "measured"])
-        .output();
-    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
-        if task_line(&cd, "measured").contains("STOPPED") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = cd.ctr().args(["tasks", "delete", "measured"]).output();
-    cd.run_ok(
-        cd.ctr().args(["containers", "delete", "measured"]),
-        *TIMEOUT,
-    )
-    .unwrap();
+    kill_and_remove(&cd, "measured");
 }
 
 /// Grows memory a wasm page at a time, touching every 4 KiB of each new page (so that the

@@ -601,24 +601,9 @@ fn guests_ending_beside_a_blocked_thread_always_exit_through_the_runtime() {
     );
 }
 
-/// Whether the systemd cgroup driver can be used here (cgroup v2, systemd as init with its
-/// bus); prints why not.
-fn systemd_driver_usable() -> bool {
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
-        eprintln!("skipped: the systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
-        return false;
-    }
-    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    if init.trim() != "systemd" || !Path::new("/run/dbus/system_bus_socket").exists() {
-        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn systemd_cgroup_places_the_container_in_a_transient_scope_as_runc_does() {
-    if !is_root() || !systemd_driver_usable() {
+    if !is_root() || !wasmbay_testkit::require_systemd_cgroup_v2() {
         return;
     }
     let rt = Runtime::new();

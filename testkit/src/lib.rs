@@ -132,6 +132,22 @@ pub fn scaled_rounds(rounds: u32) -> u32 {
     (scaled(one).as_secs_f64() / one.as_secs_f64() * f64::from(rounds)).ceil() as u32
 }
 
+/// True where the systemd cgroup driver can be used: the unified hierarchy, and systemd as
+/// init with its D-Bus socket (scripts/guest.sh boots such a machine). Otherwise prints
+/// `skipped: …` with the reason and returns false.
+pub fn require_systemd_cgroup_v2() -> bool {
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        eprintln!("skipped: the systemd cgroup driver is tested on cgroup v2 hosts (scripts/guest.sh boots one)");
+        return false;
+    }
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    if init.trim() != "systemd" || !std::path::Path::new("/run/dbus/system_bus_socket").exists() {
+        eprintln!("skipped: the systemd cgroup driver needs systemd as init and its D-Bus socket");
+        return false;
+    }
+    true
+}
+
 /// True when running as root; otherwise prints `skipped: …` and returns false.
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
