@@ -26,9 +26,11 @@ pub const METRICS_TYPE: &str = "io.containerd.cgroups.v2.Metrics";
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-/// Whether this machine mounts only the unified hierarchy at `/sys/fs/cgroup`.
+/// Whether this machine mounts only the unified hierarchy at `/sys/fs/cgroup`. A node does not
+/// change hierarchy while it runs, so it is looked up once per shim, not once per create.
 pub fn is_unified() -> bool {
-    Path::new(ROOT).join("cgroup.controllers").is_file()
+    static UNIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNIFIED.get_or_init(|| Path::new(ROOT).join("cgroup.controllers").is_file())
 }
 
 /// The v2 cgroup directory of process `pid`, from the `0::` line of its `/proc/<pid>/cgroup`.

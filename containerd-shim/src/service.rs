@@ -776,15 +776,13 @@ impl Service {
     /// Freezes every process of the task's cgroup (wasm or native alike), as runc does.
     pub(crate) fn pause(&self, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         let _span = tracing::info_span!("task.pause", id = %req.id).entered();
-        {
-            let mut tasks = self.lock();
-            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-            if task.phase != Phase::Running {
-                return Err(failed_precondition(&req.id, task, "pause", "running"));
-            }
-            task.container.pause().map_err(internal)?;
-            task.phase = Phase::Paused;
-        }
+        self.move_phase(
+            &req.id,
+            "pause",
+            Phase::Running,
+            Phase::Paused,
+            Container::pause,
+        )?;
         self.publish(
             topics::TASK_PAUSED_EVENT_TOPIC,
             TaskPaused {
@@ -797,15 +795,13 @@ impl Service {
 
     pub(crate) fn resume(&self, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
         let _span = tracing::info_span!("task.resume", id = %req.id).entered();
-        {
-            let mut tasks = self.lock();
-            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-            if task.phase != Phase::Paused {
-                return Err(failed_precondition(&req.id, task, "resume", "paused"));
-            }
-            task.container.resume().map_err(internal)?;
-            task.phase = Phase::Running;
-        }
+        self.move_phase(
+            &req.id,
+            "resume",
+            Phase::Paused,
+            Phase::Running,
+            Container::resume,
+        )?;
         self.publish(
             topics::TASK_RESUMED_EVENT_TOPIC,
             TaskResumed {
@@ -814,6 +810,31 @@ impl Service {
             },
         );
         Ok(api::Empty::new())
+    }
+
+    /// Runs `change` on task `id`'s container when the task is in phase `from`, then records
+    /// phase `to`; any other phase is refused as a failed precondition naming `action`.
+    fn move_phase<E: std::fmt::Display>(
+        &self,
+        id: &str,
+        action: &str,
+        from: Phase,
+        to: Phase,
+        change: impl FnOnce(&mut Container) -> Result<(), E>,
+    ) -> TtrpcResult<()> {
+        let mut tasks = self.lock();
+        let task = tasks.get_mut(id).ok_or_else(|| not_found(id))?;
+        if task.phase != from {
+            let needed = if from == Phase::Running {
+                "running"
+            } else {
+                "paused"
+            };
+            return Err(failed_precondition(id, task, action, needed));
+        }
+        change(&mut task.container).map_err(internal)?;
+        task.phase = to;
+        Ok(())
     }
 
     /// New cgroup limits for a live task (`ctr task update`, CRI UpdateContainerResources):

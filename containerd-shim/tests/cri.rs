@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{containerd_config, RUNTIME};
+use common::{containerd_config, HOG, RUNTIME, SPIN};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::cri::{api, CriClient};
 use wasmbay_testkit::{processes_mentioning, require_root, CriRuntime, PrivateContainerd};
@@ -302,27 +302,6 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-/// Spins without host calls until killed.
-const SPIN: &str =
-    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
-
-/// Grows and touches memory a page at a time until killed (see ctr.rs's HOG).
-const HOG: &str = r#"(module
-  (memory (export "memory") 1)
-  (func (export "_start") (local $page i32) (local $off i32)
-    (loop $more
-      (local.set $page (memory.grow (i32.const 1)))
-      (if (i32.ne (local.get $page) (i32.const -1))
-        (then
-          (local.set $off (i32.const 0))
-          (loop $touch
-            (i32.store
-              (i32.add (i32.mul (local.get $page) (i32.const 65536)) (local.get $off))
-              (i32.const 1))
-            (local.set $off (i32.add (local.get $off) (i32.const 4096)))
-            (br_if $touch (i32.lt_u (local.get $off) (i32.const 65536))))
-          (br $more))))))"#;
 
 /// Whether kubelet's systemd cgroup driver can be mimicked here; prints why not.
 fn systemd_node() -> bool {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{containerd_config, RUNTIME};
+use common::{containerd_config, HOG, RUNTIME, SPIN};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::{require_root, PrivateContainerd};
 
@@ -22,9 +22,6 @@ const EXIT_42: &str = r#"(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 42))))"#;
-
-const SPIN: &str =
-    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
 /// Bounded waits, stretched where guests run emulated ([`wasmbay_testkit::scaled`]).
 static TIMEOUT: std::sync::LazyLock<Duration> =
@@ -388,24 +385,6 @@ fn task_metrics_report_the_running_guest() {
     assert!(value(memory).is_some_and(|n| n > 0), "{table}");
     kill_and_remove(&cd, "measured");
 }
-
-/// Grows memory a wasm page at a time, touching every 4 KiB of each new page (so that the
-/// memory is really resident), until refused or killed.
-const HOG: &str = r#"(module
-  (memory (export "memory") 1)
-  (func (export "_start") (local $page i32) (local $off i32)
-    (loop $more
-      (local.set $page (memory.grow (i32.const 1)))
-      (if (i32.ne (local.get $page) (i32.const -1))
-        (then
-          (local.set $off (i32.const 0))
-          (loop $touch
-            (i32.store
-              (i32.add (i32.mul (local.get $page) (i32.const 65536)) (local.get $off))
-              (i32.const 1))
-            (local.set $off (i32.add (local.get $off) (i32.const 4096)))
-            (br_if $touch (i32.lt_u (local.get $off) (i32.const 65536))))
-          (br $more))))))"#;
 
 #[test]
 fn cgroup_oom_kill_is_reported_as_task_oom() {

@@ -201,10 +201,16 @@ impl Runtime {
     /// `create` hands its stdio to the container, which keeps it open after `create` exits (as
     /// with runc), so the container's output goes to files in the bundle instead of pipes.
     fn create(&self, b: &Bundle) {
+        self.create_with(&[], b)
+    }
+
+    /// [`Runtime::create`] with global options (`--systemd-cgroup`) before the command.
+    fn create_with(&self, global: &[&str], b: &Bundle) {
         let out = std::fs::File::create(b.path.join("stdout")).unwrap();
         let err = std::fs::File::create(b.path.join("stderr")).unwrap();
         let status = self
             .cmd()
+            .args(global)
             .args(["create", "--bundle"])
             .arg(&b.path)
             .arg(&b.id)
@@ -613,24 +619,7 @@ fn systemd_cgroup_places_the_container_in_a_transient_scope_as_runc_does() {
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["linux"]["cgroupsPath"] = json!(format!("system.slice:wbrt:{}", b.id));
     std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
-    let out = std::fs::File::create(b.path.join("stdout")).unwrap();
-    let err = std::fs::File::create(b.path.join("stderr")).unwrap();
-    let status = rt
-        .cmd()
-        .arg("--systemd-cgroup")
-        .args(["create", "--bundle"])
-        .arg(&b.path)
-        .arg(&b.id)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(b.path.join("stderr")).unwrap_or_default()
-    );
+    rt.create_with(&["--systemd-cgroup"], &b);
     let pid = rt.state(&b.id)["pid"].as_u64().unwrap();
     let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let scope = format!("/system.slice/wbrt-{}.scope", b.id);

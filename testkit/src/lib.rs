@@ -113,23 +113,27 @@ impl std::fmt::Debug for TestkitError {
 /// least 1): set by scripts/guest-suite.sh, whose guests run every instruction emulated.
 pub const TIMEOUT_SCALE_ENV: &str = "WASMBAY_TEST_TIMEOUT_SCALE";
 
-/// `limit` multiplied by [`TIMEOUT_SCALE_ENV`] (1 when unset). A value that is not a number
-/// from 1 to 100 is a mistake of whoever runs the tests, and panics naming the variable.
-pub fn scaled(limit: std::time::Duration) -> std::time::Duration {
+/// The factor in [`TIMEOUT_SCALE_ENV`] (1 when unset). A value that is not a number from 1 to
+/// 100 is a mistake of whoever runs the tests, and panics naming the variable.
+pub fn timeout_scale() -> f64 {
     let Some(text) = std::env::var_os(TIMEOUT_SCALE_ENV) else {
-        return limit;
+        return 1.0;
     };
     let text = text.to_string_lossy();
     match text.parse::<f64>() {
-        Ok(factor) if (1.0..=100.0).contains(&factor) => limit.mul_f64(factor),
+        Ok(factor) if (1.0..=100.0).contains(&factor) => factor,
         _ => panic!("{TIMEOUT_SCALE_ENV}={text}: expected a number from 1 to 100"),
     }
 }
 
+/// `limit` multiplied by [`timeout_scale`].
+pub fn scaled(limit: std::time::Duration) -> std::time::Duration {
+    limit.mul_f64(timeout_scale())
+}
+
 /// A polling loop's round count, stretched as [`scaled`] stretches a duration.
 pub fn scaled_rounds(rounds: u32) -> u32 {
-    let one = std::time::Duration::from_millis(1);
-    (scaled(one).as_secs_f64() / one.as_secs_f64() * f64::from(rounds)).ceil() as u32
+    (timeout_scale() * f64::from(rounds)).ceil() as u32
 }
 
 /// True where the systemd cgroup driver can be used: the unified hierarchy, and systemd as

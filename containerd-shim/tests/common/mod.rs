@@ -30,3 +30,24 @@ pub fn containerd_config(cache: &Path) -> ContainerdConfig {
             cache.with_file_name("shim.log").to_str().unwrap(),
         )
 }
+
+pub const SPIN: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
+
+/// Grows memory a wasm page at a time, touching every 4 KiB of each new page (so that the
+/// memory is really resident), until refused or killed.
+pub const HOG: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (local $page i32) (local $off i32)
+    (loop $more
+      (local.set $page (memory.grow (i32.const 1)))
+      (if (i32.ne (local.get $page) (i32.const -1))
+        (then
+          (local.set $off (i32.const 0))
+          (loop $touch
+            (i32.store
+              (i32.add (i32.mul (local.get $page) (i32.const 65536)) (local.get $off))
+              (i32.const 1))
+            (local.set $off (i32.add (local.get $off) (i32.const 4096)))
+            (br_if $touch (i32.lt_u (local.get $off) (i32.const 65536))))
+          (br $more))))))"#;
