@@ -93,6 +93,54 @@ fn wait_for_log(path: &Path, needle: &str) -> String {
     }
 }
 
+/// Creates container `name` of `image` in pod `pod` (made from `sandbox`) with `resources`,
+/// and starts it; returns its id. A refusal panics with containerd's log.
+fn create_and_start(
+    cri: &CriClient,
+    cd: &PrivateContainerd,
+    pod: &str,
+    sandbox: &api::PodSandboxConfig,
+    name: &str,
+    image: &str,
+    resources: Option<api::LinuxContainerResources>,
+) -> String {
+    let id = cri!(
+        cri,
+        create_container,
+        api::CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(api::ContainerConfig {
+                metadata: Some(api::ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                image: Some(api::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                log_path: format!("{name}.log"),
+                linux: Some(api::LinuxContainerConfig {
+                    resources,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(sandbox.clone()),
+        }
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
+    .container_id;
+    cri!(
+        cri,
+        start_container,
+        api::StartContainerRequest {
+            container_id: id.clone(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
+    id
+}
+
 #[test]
 fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     if !require_root() {
@@ -189,46 +237,11 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
     .pod_sandbox_id;
 
-    let create = |name: &str, image: &str| {
-        cri!(
-            cri,
-            create_container,
-            api::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(api::ContainerConfig {
-                    metadata: Some(api::ContainerMetadata {
-                        name: name.into(),
-                        attempt: 0,
-                    }),
-                    image: Some(api::ImageSpec {
-                        image: image.into(),
-                        ..Default::default()
-                    }),
-                    log_path: format!("{name}.log"),
-                    linux: Some(api::LinuxContainerConfig::default()),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(sandbox_config.clone()),
-            }
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
-        .container_id
+    let run = |name: &str, image: &str| {
+        create_and_start(&cri, &cd, &pod, &sandbox_config, name, image, None)
     };
-    let start = |id: &str| {
-        cri!(
-            cri,
-            start_container,
-            api::StartContainerRequest {
-                container_id: id.into(),
-            }
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
-    };
-
-    let sidecar_id = create("sidecar", &sidecar);
-    start(&sidecar_id);
-    let app_id = create("app", &app);
-    start(&app_id);
+    let sidecar_id = run("sidecar", &sidecar);
+    let app_id = run("app", &app);
 
     let status = wait_exited(&cri, &app_id);
     assert_eq!(status.exit_code, 0, "{status:?}");
@@ -430,44 +443,11 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
     };
     let run_container =
         |pod: &(String, api::PodSandboxConfig), name: &str, image: &str, memory_limit: i64| {
-            let id = cri!(
-                cri,
-                create_container,
-                api::CreateContainerRequest {
-                    pod_sandbox_id: pod.0.clone(),
-                    config: Some(api::ContainerConfig {
-                        metadata: Some(api::ContainerMetadata {
-                            name: name.into(),
-                            attempt: 0,
-                        }),
-                        image: Some(api::ImageSpec {
-                            image: image.into(),
-                            ..Default::default()
-                        }),
-                        log_path: format!("{name}.log"),
-                        linux: Some(api::LinuxContainerConfig {
-                            resources: Some(api::LinuxContainerResources {
-                                memory_limit_in_bytes: memory_limit,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    sandbox_config: Some(pod.1.clone()),
-                }
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
-            .container_id;
-            cri!(
-                cri,
-                start_container,
-                api::StartContainerRequest {
-                    container_id: id.clone(),
-                }
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
-            id
+            let resources = api::LinuxContainerResources {
+                memory_limit_in_bytes: memory_limit,
+                ..Default::default()
+            };
+            create_and_start(&cri, &cd, &pod.0, &pod.1, name, image, Some(resources))
         };
 
     let runc_pod = run_pod("runc-pod", "runc");
