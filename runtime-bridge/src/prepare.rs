@@ -18,7 +18,7 @@ use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::entrypoint::{detect_file, resolve_program};
 use wasmbay_shim_core::oci::{workload_from_spec, RootView};
 use wasmbay_shim_core::oci_spec::runtime::Spec;
-use wasmbay_shim_core::runner::{DigestArtifact, LoadError, ModuleLoader};
+use wasmbay_shim_core::runner::{DigestArtifact, LoadError, ModuleLoader, Prepared};
 use wasmbay_shim_core::{ModuleKind, StopMode};
 
 use crate::handler::{decide, Decision};
@@ -70,6 +70,18 @@ pub enum PreparedCode {
     /// The module's bytes, compiled inside the container (no cache, or an engine that cannot
     /// precompile). Only image layers come this way: a rootfs file is read in place.
     Wasm(Arc<Vec<u8>>),
+}
+
+impl From<Prepared> for PreparedCode {
+    /// The checked descriptor itself goes to the container: what the init maps is what the
+    /// cache verified.
+    fn from(prepared: Prepared) -> Self {
+        PreparedCode::Artifact {
+            file: Arc::new(prepared.artifact.file),
+            path: prepared.artifact.path,
+            kind: prepared.kind,
+        }
+    }
 }
 
 /// What the host prepared for one container.
@@ -224,25 +236,22 @@ pub fn prepare(
         return Ok(None);
     };
     let loader = ModuleLoader::new(engine.as_ref(), cache);
-    let Some((artifact, kind)) = loader.prepare_artifact(&module)? else {
+    let Some(prepared) = loader.prepare_artifact(&module)? else {
         return Ok(None);
     };
     let identity = FileIdentity::of(&module).map_err(|source| LoadError::MissingFile {
         path: module.clone(),
         source,
     })?;
-    let file = File::open(&artifact).map_err(|source| LoadError::MissingFile {
-        path: artifact.clone(),
-        source,
-    })?;
-    tracing::debug!(module = %module.display(), artifact = %artifact.display(), "artifact prepared");
+    tracing::debug!(
+        module = %module.display(),
+        artifact = %prepared.artifact.path.display(),
+        provenance = ?prepared.provenance,
+        "artifact prepared"
+    );
     Ok(Some(PreparedArtifact {
         source: ModuleSource::RootfsFile(identity),
-        code: PreparedCode::Artifact {
-            file: Arc::new(file),
-            path: artifact,
-            kind,
-        },
+        code: PreparedCode::from(prepared),
     }))
 }
 
@@ -262,17 +271,7 @@ pub fn prepare_layer(
     })?;
     let loader = ModuleLoader::new(engine.as_ref(), cache);
     let code = match loader.prepare_by_digest(&origin, &layer.sha256, layer.fetch)? {
-        DigestArtifact::Precompiled(path, kind) => {
-            let file = File::open(&path).map_err(|source| LoadError::MissingFile {
-                path: path.clone(),
-                source,
-            })?;
-            PreparedCode::Artifact {
-                file: Arc::new(file),
-                path,
-                kind,
-            }
-        }
+        DigestArtifact::Precompiled(prepared) => PreparedCode::from(prepared),
         DigestArtifact::Bytes(bytes) => PreparedCode::Wasm(Arc::new(bytes)),
     };
     tracing::debug!(layer = %layer.name, "layer module prepared");

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cache::{module_digest, CacheKey, ModuleCache};
+use crate::cache::{module_digest, CacheKey, CachedArtifact, ModuleCache};
 use crate::engine::{error_codes, CompiledModule, Engine, EngineError, ModuleKind};
 use crate::entrypoint::FileFormat;
 
@@ -57,11 +57,19 @@ pub enum Provenance {
     Compiled,
 }
 
+/// A precompiled artifact in the cache, checked and open, ready to hand to an engine.
+#[derive(Debug)]
+pub struct Prepared {
+    pub artifact: CachedArtifact,
+    pub kind: ModuleKind,
+    pub provenance: Provenance,
+}
+
 /// What [`ModuleLoader::prepare_by_digest`] made ready.
 #[derive(Debug)]
 pub enum DigestArtifact {
-    /// The precompiled artifact in the cache, and the module's kind.
-    Precompiled(PathBuf, ModuleKind),
+    /// The precompiled artifact in the cache.
+    Precompiled(Prepared),
     /// The module's bytes, to be compiled where they run (no cache, or no precompilation).
     Bytes(Vec<u8>),
 }
@@ -93,10 +101,7 @@ impl<'a> ModuleLoader<'a> {
     /// where, without loading it. Container frontends call this on the host, then load the
     /// artifact inside the container. `None` when there is no cache or the engine cannot
     /// precompile.
-    pub fn prepare_artifact(
-        &self,
-        path: &Path,
-    ) -> Result<Option<(PathBuf, ModuleKind)>, LoadError> {
+    pub fn prepare_artifact(&self, path: &Path) -> Result<Option<Prepared>, LoadError> {
         let Some(cache) = &self.cache else {
             return Ok(None);
         };
@@ -107,12 +112,13 @@ impl<'a> ModuleLoader<'a> {
         let (wasm, kind) = self.to_binary(path, &bytes)?;
         let wasm = &wasm[..];
         let key = self.key(wasm, kind);
-        if let Some(artifact) = cache.get(&key) {
-            return Ok(Some((artifact, kind)));
-        }
         Ok(self
-            .store_artifact(cache, &key, path, wasm, kind)?
-            .map(|stored| (stored, kind)))
+            .cached_or_compiled(cache, &key, path, wasm, kind)?
+            .map(|(artifact, provenance)| Prepared {
+                artifact,
+                kind,
+                provenance,
+            }))
     }
 
     /// Like [`ModuleLoader::prepare_artifact`] for a module known by the sha256 of its bytes
@@ -132,7 +138,11 @@ impl<'a> ModuleLoader<'a> {
             for kind in [ModuleKind::Core, ModuleKind::Component] {
                 let key = self.key_for_digest(sha256_hex, kind);
                 if let Some(artifact) = cache.get(&key) {
-                    return Ok(DigestArtifact::Precompiled(artifact, kind));
+                    return Ok(DigestArtifact::Precompiled(Prepared {
+                        artifact,
+                        kind,
+                        provenance: Provenance::CacheHit,
+                    }));
                 }
             }
         }
@@ -165,8 +175,12 @@ impl<'a> ModuleLoader<'a> {
         // Keyed by the digest of the bytes as fetched (text included), so the next start can
         // look the artifact up from the descriptor alone.
         let key = self.key_for_digest(sha256_hex, kind);
-        match self.store_artifact(cache, &key, origin, wasm, kind)? {
-            Some(stored) => Ok(DigestArtifact::Precompiled(stored, kind)),
+        match self.cached_or_compiled(cache, &key, origin, wasm, kind)? {
+            Some((artifact, provenance)) => Ok(DigestArtifact::Precompiled(Prepared {
+                artifact,
+                kind,
+                provenance,
+            })),
             None => Ok(DigestArtifact::Bytes(bytes)),
         }
     }
@@ -184,6 +198,29 @@ impl<'a> ModuleLoader<'a> {
         self.key_for_digest(&module_digest(wasm), kind)
     }
 
+    /// The artifact for `key`: from the cache, or precompiled now by this process, which holds
+    /// the entry's compile lock meanwhile so that simultaneous first starts of one module
+    /// compile it once (the others find it when the lock is theirs).
+    fn cached_or_compiled(
+        &self,
+        cache: &ModuleCache,
+        key: &CacheKey,
+        origin: &Path,
+        wasm: &[u8],
+        kind: ModuleKind,
+    ) -> Result<Option<(CachedArtifact, Provenance)>, LoadError> {
+        if let Some(artifact) = cache.get(key) {
+            return Ok(Some((artifact, Provenance::CacheHit)));
+        }
+        let _lock = cache.compile_lock(key);
+        if let Some(artifact) = cache.get(key) {
+            return Ok(Some((artifact, Provenance::CacheHit)));
+        }
+        Ok(self
+            .store_artifact(cache, key, origin, wasm, kind)?
+            .map(|artifact| (artifact, Provenance::CompiledAndCached)))
+    }
+
     /// Precompiles `wasm` into the cache under `key`. `None` when the engine cannot precompile
     /// or the cache refuses the write: a full or read-only cache must not stop the workload,
     /// it only costs time.
@@ -194,7 +231,7 @@ impl<'a> ModuleLoader<'a> {
         origin: &Path,
         wasm: &[u8],
         kind: ModuleKind,
-    ) -> Result<Option<PathBuf>, LoadError> {
+    ) -> Result<Option<CachedArtifact>, LoadError> {
         let artifact = match self.engine.precompile(wasm, kind) {
             Ok(artifact) => artifact,
             Err(EngineError::NoPrecompile { .. }) => return Ok(None),
@@ -264,22 +301,22 @@ impl<'a> ModuleLoader<'a> {
         };
 
         let key = self.key(wasm, kind);
-        if let Some(artifact) = cache.get(&key) {
-            match self.engine.load_precompiled(&artifact, kind) {
+        if let Some(CachedArtifact { path, file }) = cache.get(&key) {
+            match self.engine.load_precompiled_file(file, &path, kind) {
                 Ok(module) => return Ok((module, Provenance::CacheHit)),
                 Err(e) => {
-                    tracing::warn!(path = %artifact.display(), error = %e, "dropping unusable cache entry");
+                    tracing::warn!(path = %path.display(), error = %e, "dropping unusable cache entry");
                     cache.invalidate(&key);
                 }
             }
         }
-        match self.store_artifact(cache, &key, origin, wasm, kind)? {
-            Some(stored) => {
+        match self.cached_or_compiled(cache, &key, origin, wasm, kind)? {
+            Some((CachedArtifact { path, file }, provenance)) => {
                 let module = self
                     .engine
-                    .load_precompiled(&stored, kind)
+                    .load_precompiled_file(file, &path, kind)
                     .map_err(engine_err)?;
-                Ok((module, Provenance::CompiledAndCached))
+                Ok((module, provenance))
             }
             None => {
                 let module = self.engine.compile(wasm, kind).map_err(engine_err)?;

@@ -122,12 +122,15 @@ fn loader_uses_the_cache_on_the_second_load_and_recovers_from_corruption() {
         module.run(config, None, &StopHandle::new()).unwrap(),
         ExitStatus::Exited(3)
     );
-    // Corrupt every entry: the loader must notice, drop it and compile again. The damaged file
-    // replaces the entry by rename, as any writer must: truncating a file that a live module
-    // maps would fault that module.
+    // Corrupt every artifact: the loader must notice, drop it and compile again. The damaged
+    // file replaces the entry by rename: truncating a file that a live module maps would fault
+    // that module.
     for engine_dir in std::fs::read_dir(cache.dir()).unwrap() {
         for entry in std::fs::read_dir(engine_dir.unwrap().path()).unwrap() {
             let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "bin") {
+                continue;
+            }
             let damaged = path.with_extension("damaged");
             std::fs::write(&damaged, b"corrupt").unwrap();
             std::fs::rename(&damaged, &path).unwrap();
@@ -281,9 +284,9 @@ fn modules_known_by_digest_are_fetched_only_on_a_cache_miss() {
     let loader = ModuleLoader::new(&engine, Some(ModuleCache::new(dir.path(), 1 << 30)));
     for _ in 0..2 {
         match loader.prepare_by_digest(origin, &digest, fetch).unwrap() {
-            DigestArtifact::Precompiled(path, kind) => {
-                assert_eq!(kind, ModuleKind::Core);
-                assert!(path.starts_with(dir.path()));
+            DigestArtifact::Precompiled(prepared) => {
+                assert_eq!(prepared.kind, ModuleKind::Core);
+                assert!(prepared.artifact.path.starts_with(dir.path()));
             }
             DigestArtifact::Bytes(_) => panic!("wasmtime precompiles"),
         }
