@@ -565,6 +565,7 @@ impl containerd_shim::Shim for Service {
         let address = opts.socket_address(&grouping);
         let socket = address.strip_prefix("unix://").unwrap_or(&address);
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            write_address(&address)?;
             return Ok(address);
         }
         let _ = std::fs::remove_file(socket);
@@ -574,6 +575,7 @@ impl containerd_shim::Shim for Service {
         let engine = self.inner.engine.clone();
         let (_, address) =
             containerd_shim::spawn(opts, &grouping, vec![(ENGINE_ENV, engine.as_str())])?;
+        write_address(&address)?;
         Ok(address)
     }
 
@@ -612,6 +614,20 @@ impl containerd_shim::Shim for Service {
     fn create_task_service(&self, _publisher: RemotePublisher) -> Self::T {
         NotServed
     }
+}
+
+/// Records the shim's socket in the bundle (containerd runs `start` there) as `address`:
+/// containerd 1.6 reconnects to a running container's shim after its own restart only
+/// through this file (1.7 and later also keep their own `bootstrap.json`). Without it, a
+/// restarted containerd takes every running container for one whose shim died and kills it.
+fn write_address(address: &str) -> Result<(), containerd_shim::Error> {
+    let tmp = format!(".address.{}", std::process::id());
+    std::fs::write(&tmp, address)
+        .and_then(|()| std::fs::rename(&tmp, "address"))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            containerd_shim::Error::Other(format!("cannot write the bundle's address file: {e}"))
+        })
 }
 
 fn status_of(task: &Task) -> api::Status {

@@ -124,6 +124,22 @@ impl ApiClient {
         Ok(())
     }
 
+    /// Waits (up to `timeout`) until task `id` has exited and returns its exit status, as
+    /// containerd has it from the shim.
+    pub fn wait_task(&self, id: &str, timeout: Duration) -> Result<u32, TestkitError> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let request = self.request(WaitRequest {
+            container_id: id.to_string(),
+            ..Default::default()
+        });
+        let response = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, tasks.wait(request)).await })
+            .map_err(|_| TestkitError::Api(format!("task {id} still running after {timeout:?}")))?
+            .map_err(api_err("wait task"))?;
+        Ok(response.into_inner().exit_status)
+    }
+
     /// A request made under lease `lease`, whose resources containerd's garbage collector
     /// keeps until the lease is deleted.
     fn leased<T>(&self, message: T, lease: &str) -> Request<T> {

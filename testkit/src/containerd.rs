@@ -321,6 +321,8 @@ pub struct PrivateContainerd {
     socket: PathBuf,
     namespace: String,
     ctr_bin: PathBuf,
+    /// What it was started with, to start it again after [`PrivateContainerd::crash_and_restart`].
+    config: ContainerdConfig,
 }
 
 impl PrivateContainerd {
@@ -348,6 +350,7 @@ impl PrivateContainerd {
             dir,
             namespace: config.namespace.clone(),
             ctr_bin: config.ctr.clone(),
+            config: config.clone(),
         };
         let ttrpc = this.dir.join("c.sock.ttrpc");
         let longest = ttrpc.as_os_str().len();
@@ -373,12 +376,25 @@ impl PrivateContainerd {
                 error,
             }
         })?;
-        let log_path = this.log_path();
-        let log = std::fs::File::create(&log_path).map_err(|error| TestkitError::Io {
-            what: "create",
-            path: log_path.clone(),
-            error,
-        })?;
+        this.spawn_daemon()?;
+        this.wait_ready(config.start_timeout)?;
+        Ok(this)
+    }
+
+    /// Starts the daemon on this directory's config, its output appended to the log.
+    fn spawn_daemon(&mut self) -> Result<(), TestkitError> {
+        let config = &self.config;
+        let config_path = self.config_path();
+        let log_path = self.log_path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|error| TestkitError::Io {
+                what: "open",
+                path: log_path.clone(),
+                error,
+            })?;
         let log_err = log.try_clone().map_err(|error| TestkitError::Io {
             what: "open",
             path: log_path.clone(),
@@ -389,7 +405,7 @@ impl PrivateContainerd {
             .arg(&config_path)
             .arg("--log-level")
             .arg(&config.log_level)
-            .env("TMPDIR", this.dir.join("tmp"))
+            .env("TMPDIR", self.dir.join("tmp"))
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
@@ -399,9 +415,21 @@ impl PrivateContainerd {
                 program: config.containerd.clone(),
                 error,
             })?;
-        this.child = Some(child);
-        this.wait_ready(config.start_timeout)?;
-        Ok(this)
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs containerd, as a crash or an OOM kill would, leaves it down for `down_for`,
+    /// then starts it again on the same root, state and config and waits until it answers.
+    /// Shims and their containers are not touched: what they do meanwhile is the test.
+    pub fn crash_and_restart(&mut self, down_for: Duration) -> Result<(), TestkitError> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.spawn_daemon()?;
+        self.wait_ready(self.config.start_timeout)
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), TestkitError> {

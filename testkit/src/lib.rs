@@ -44,8 +44,8 @@ pub use containerd::{
     shim_socket_path, ContainerdConfig, CriRuntime, PrivateContainerd, TomlValue,
 };
 pub use process::{
-    holds_in_forked_child, mounts_under, processes_mentioning, processes_rooted_under,
-    run_with_timeout,
+    cgroup_dirs_of, holds_in_forked_child, mounts_under, processes_mentioning,
+    processes_rooted_under, run_with_timeout,
 };
 pub use stress::{poll_stdin_then, stress_rounds};
 

@@ -125,6 +125,34 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     mounts
 }
 
+/// The cgroup directories process `pid` is in, one per mounted hierarchy (cgroup v1's
+/// controllers, or v2's single tree), the root excluded. Read before a container ends, they
+/// say what must be gone once it is cleaned up.
+pub fn cgroup_dirs_of(pid: u32) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Vec::new();
+    };
+    let unified = root.join("cgroup.controllers").exists();
+    table
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let path = path.trim_start_matches('/');
+            if path.is_empty() {
+                return None;
+            }
+            let hierarchy = match (unified, controllers) {
+                (true, "") => root.to_path_buf(),
+                (false, "") => return None,
+                (_, named) => root.join(named.strip_prefix("name=").unwrap_or(named)),
+            };
+            Some(hierarchy.join(path)).filter(|dir| dir.is_dir())
+        })
+        .collect()
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space and so on).
 fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();

@@ -1,9 +1,13 @@
-//! What the shim's integration tests share: where the shim binary is and a private
-//! containerd configured to find it.
+//! What the shim's integration tests share: where the shim binary is, a private containerd
+//! configured to find it, and `ctr` steps several tests take.
+// Each test binary uses its own part of this.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use wasmbay_testkit::ContainerdConfig;
+use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
+use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
 pub const RUNTIME: &str = "io.containerd.wasmtime.v1";
 
@@ -51,3 +55,70 @@ pub const HOG: &str = r#"(module
             (local.set $off (i32.add (local.get $off) (i32.const 4096)))
             (br_if $touch (i32.lt_u (local.get $off) (i32.const 65536))))
           (br $more))))))"#;
+
+/// Bounded waits, stretched where guests run emulated ([`wasmbay_testkit::scaled`]).
+pub static TIMEOUT: std::sync::LazyLock<Duration> =
+    std::sync::LazyLock::new(|| wasmbay_testkit::scaled(Duration::from_secs(20)));
+
+/// Builds a wasm app image of `wat` named `<name>:test` and imports it; returns its reference.
+pub fn import(cd: &PrivateContainerd, dir: &Path, name: &str, wat: &str) -> String {
+    let reference = ImageRef::parse(&format!("{name}:test")).unwrap();
+    let mut spec = ImageSpec::new(reference.clone(), "app.wat", wat.as_bytes().to_vec());
+    spec.layout = Layout::App;
+    spec.platform = Platform::parse("linux/amd64").unwrap();
+    let path = dir.join(format!("{name}.tar"));
+    spec.build().unwrap().write_to(&path).unwrap();
+    cd.import(&path, &[]).unwrap();
+    reference.to_string()
+}
+
+/// The `ctr tasks ls` line of task `id` (empty when there is none).
+pub fn task_line(cd: &PrivateContainerd, id: &str) -> String {
+    let tasks = cd.run_ok(cd.ctr().args(["tasks", "ls"]), *TIMEOUT).unwrap();
+    String::from_utf8_lossy(&tasks.stdout)
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Starts a detached task `id` of `image` (with ctr run's `extra` options) and returns its
+/// pid.
+pub fn run_detached(cd: &PrivateContainerd, image: &str, id: &str, extra: &[&str]) -> u32 {
+    let mut run = cd.ctr_run();
+    run.arg("-d")
+        .args(extra)
+        .args(["--runtime", RUNTIME, image, id]);
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
+    task_line(cd, id)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for {id}: {}", task_line(cd, id)))
+}
+
+/// SIGKILLs task `id`, waits (bounded) for it to stop, and deletes task and container.
+pub fn kill_and_remove(cd: &PrivateContainerd, id: &str) {
+    cd.run_ok(
+        cd.ctr().args(["tasks", "kill", "--signal", "SIGKILL", id]),
+        *TIMEOUT,
+    )
+    .unwrap();
+    let mut stopped = false;
+    for _ in 0..wasmbay_testkit::scaled_rounds(250) {
+        if task_line(cd, id).contains("STOPPED") {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        stopped,
+        "{id} did not stop on SIGKILL: {}",
+        task_line(cd, id)
+    );
+    cd.run_ok(cd.ctr().args(["tasks", "delete", id]), *TIMEOUT)
+        .unwrap();
+    cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
+        .unwrap();
+}

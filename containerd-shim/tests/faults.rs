@@ -1,0 +1,168 @@
+//! The shim under faults of the node around it: containerd killed and restarted while
+//! containers run.
+
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{containerd_config, import, run_detached, task_line, TIMEOUT};
+use wasmbay_testkit::{require_root, ApiClient, PrivateContainerd};
+
+/// Sleeps `seconds` in `poll_oneoff` (a monotonic clock subscription), then exits 3.
+fn sleeper(seconds: u64) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const {nanos}))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    (call $exit (i32.const 3))))"#,
+        nanos = seconds * 1_000_000_000
+    )
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) for task `id` to exit through containerd's API, deletes task and
+/// container, and returns the exit status containerd reported.
+fn wait_and_delete(cd: &PrivateContainerd, api: &ApiClient, id: &str) -> u32 {
+    let status = api
+        .wait_task(id, *TIMEOUT)
+        .unwrap_or_else(|e| panic!("{id}: {e}"));
+    cd.run_ok(cd.ctr().args(["tasks", "delete", id]), *TIMEOUT)
+        .unwrap();
+    cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
+        .unwrap();
+    status
+}
+
+fn is_shim_image(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.contains("containerd-shim-wasmtime-v1"))
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The shim daemons serving this containerd: processes of the shim's image whose parent is
+/// not one (a shim's zygote and its wasm inits are clones of it, with its command line).
+fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
+    let mut shims: Vec<u32> =
+        wasmbay_testkit::processes_mentioning(&cd.address().to_string_lossy())
+            .into_iter()
+            .filter(|&pid| is_shim_image(pid) && !parent_of(pid).is_some_and(is_shim_image))
+            .collect();
+    shims.sort_unstable();
+    shims
+}
+
+/// containerd SIGKILLed while 50 wasm containers run, down for a few seconds (during which one
+/// more container ends by itself), then started again: every container kept running under its
+/// shim, containerd finds them all again, the one that ended meanwhile reports its own exit
+/// status, and the rest are killed with SIGTERM or SIGKILL and deleted with the statuses those
+/// signals give. Nothing is left afterwards.
+#[test]
+fn containerd_killed_and_restarted_finds_its_running_wasm_containers() {
+    if !require_root() {
+        return;
+    }
+    const RUNNING: usize = 50;
+    let brief_seconds = wasmbay_testkit::scaled(Duration::from_secs(2))
+        .as_secs()
+        .max(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cd = PrivateContainerd::start_with(containerd_config(&dir.path().join("cache")))
+        .expect("start a private containerd");
+    let long = import(&cd, dir.path(), "sleeper", &sleeper(3600));
+    let brief = import(&cd, dir.path(), "brief", &sleeper(brief_seconds));
+    let ids: Vec<String> = (0..RUNNING).map(|n| format!("sleeper-{n:02}")).collect();
+    let pids: Vec<u32> = ids
+        .iter()
+        .map(|id| run_detached(&cd, &long, id, &[]))
+        .collect();
+    let brief_pid = run_detached(&cd, &brief, "brief", &[]);
+    let shims_before = shims_of(&cd);
+    assert_eq!(shims_before.len(), RUNNING + 1, "one shim per container");
+
+    cd.crash_and_restart(Duration::from_secs(brief_seconds + 2))
+        .unwrap_or_else(|e| panic!("containerd did not come back: {e}"));
+
+    assert!(
+        !alive(brief_pid),
+        "the brief container should have ended while containerd was down"
+    );
+    for (id, pid) in ids.iter().zip(&pids) {
+        assert!(alive(*pid), "{id} (pid {pid}) died with containerd");
+        let line = task_line(&cd, id);
+        assert!(
+            line.contains("RUNNING") && line.split_whitespace().nth(1) == Some(&pid.to_string()),
+            "{id} after the restart: {line:?}\n{}",
+            cd.log_tail()
+        );
+    }
+    assert_eq!(
+        shims_of(&cd),
+        shims_before,
+        "the shims are the same processes"
+    );
+
+    let api = ApiClient::connect(cd.address(), cd.namespace()).unwrap();
+    assert_eq!(
+        wait_and_delete(&cd, &api, "brief"),
+        3,
+        "brief's own exit status"
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let signal = if n % 2 == 0 { "SIGTERM" } else { "SIGKILL" };
+        cd.run_ok(
+            cd.ctr().args(["tasks", "kill", "--signal", signal, id]),
+            *TIMEOUT,
+        )
+        .unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let expected = if n % 2 == 0 { 128 + 15 } else { 128 + 9 };
+        assert_eq!(wait_and_delete(&cd, &api, id), expected, "{id}");
+    }
+    let deadline = Instant::now() + *TIMEOUT;
+    while !shims_of(&cd).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        shims_of(&cd),
+        Vec::<u32>::new(),
+        "shims left after every delete"
+    );
+    let tasks = cd
+        .state()
+        .join("io.containerd.runtime.v2.task")
+        .join(cd.namespace());
+    let left: Vec<_> = std::fs::read_dir(&tasks)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "bundles left in {}: {left:?}",
+        tasks.display()
+    );
+    assert!(wasmbay_testkit::mounts_under(cd.dir()).is_empty());
+}
