@@ -13,6 +13,7 @@ mod events;
 mod grouping;
 mod mount_namespace;
 mod oom;
+mod orphan;
 mod rootfs;
 mod rpc;
 mod serve;
@@ -59,6 +60,10 @@ fn main() {
     }
     let action = args.last().map(String::as_str).unwrap_or_default();
     if action == "start" || action == "delete" {
+        if action == "delete" {
+            // The cleanup after a dead shim: its warnings belong in the shim log too.
+            serve::install_subscriber("shim-delete");
+        }
         containerd_shim::run::<service::Service>(&runtime_id, None);
         return;
     }

@@ -587,8 +587,8 @@ impl containerd_shim::Shim for Service {
         let dir = self.inner.state_root.join(&self.inner.shim_id);
         if dir.exists() {
             match Container::load(dir) {
-                Ok(mut container) => {
-                    if let Err(e) = container.delete(true) {
+                Ok(container) => {
+                    if let Err(e) = crate::orphan::remove(container) {
                         tracing::warn!(id = %self.inner.shim_id, error = %e, "cannot delete container left by a dead shim");
                     }
                 }
@@ -976,7 +976,9 @@ impl Service {
 }
 
 /// The cgroup manager of a container created by this shim.
-fn cgroup_of(container: &Container) -> anyhow::Result<libcgroups::common::AnyCgroupManager> {
+pub(crate) fn cgroup_of(
+    container: &Container,
+) -> anyhow::Result<libcgroups::common::AnyCgroupManager> {
     let config = container.spec()?;
     Ok(libcgroups::common::create_cgroup_manager(
         libcgroups::common::CgroupConfig {

@@ -425,6 +425,27 @@ fn a_killed_shim_leaves_nothing_behind() {
         !wasmbay_testkit::mounts_under(cd.dir()).contains(&rootfs),
         "the rootfs mount is visible in the host's namespace"
     );
+    let cgroups = wasmbay_testkit::cgroup_dirs_of(pid as u32);
+    assert!(!cgroups.is_empty(), "no cgroup found for the task");
+    // This container's libcontainer state: the directory whose state.json names its pid.
+    let state_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/run/wasmbay-shim")
+            .map(|hashes| {
+                hashes
+                    .flatten()
+                    .map(|h| h.path().join(cd.namespace()).join("orphan"))
+                    .filter(|d| {
+                        std::fs::read_to_string(d.join("state.json"))
+                            .is_ok_and(|s| s.contains(&format!("\"pid\":{pid},")))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        !state_dirs().is_empty(),
+        "no container state found under /run/wasmbay-shim"
+    );
     unsafe { libc::kill(shim, libc::SIGKILL) };
     // containerd notices the dead shim and runs its `delete` action, which must remove the
     // still-spinning container.
@@ -456,6 +477,27 @@ fn a_killed_shim_leaves_nothing_behind() {
             .iter()
             .any(|m| m == &rootfs),
         "rootfs still mounted"
+    );
+    // containerd runs the cleanup in the background once it sees the shim gone.
+    let leftovers = || -> Vec<std::path::PathBuf> {
+        let mut left: Vec<_> = cgroups.iter().filter(|d| d.exists()).cloned().collect();
+        left.extend(state_dirs());
+        left
+    };
+    let deadline = std::time::Instant::now() + *TIMEOUT;
+    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shim_log = std::fs::read_to_string(dir.path().join("shim.log")).unwrap_or_default();
+    assert_eq!(
+        leftovers(),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups or container state left by the dead shim's container; shim log:\n{}",
+        shim_log
+            .lines()
+            .filter(|l| !l.contains("DEBUG"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
