@@ -170,6 +170,10 @@ fn run_to_status(
         .chain(wasmbay_shim_core::trace::trace_fd())
         .collect();
     close_inherited_fds(&keep);
+    // runc's process loses capabilities in its exec; this one never execs.
+    if let Err(e) = crate::exec_caps::drop_as_exec_would() {
+        die(error_codes::RUNTIME, &e.to_string());
+    }
     // Signals next: from here on SIGTERM must end the container even while loading.
     let stop = StopHandle::new();
     if let Err(e) = stop_on_signals(&stop) {

@@ -13,6 +13,7 @@
 
 pub mod cgroup_warmup;
 pub mod dev_setup;
+mod exec_caps;
 pub mod executor;
 mod fd_passing;
 pub mod guest;

@@ -634,3 +634,273 @@ fn systemd_cgroup_places_the_container_in_a_transient_scope_as_runc_does() {
     }
     panic!("{} left behind after delete", dir.display());
 }
+
+/// Sleeps a minute in `poll_oneoff`, then exits 0: a wasm init that stays put while its
+/// process is inspected.
+const SLEEP_60: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+/// Gives a bundle's spec what a Kubernetes pod's container gets and runc enforces: a non-root
+/// user with supplementary groups, the default capability set, no_new_privs, rlimits, an
+/// oom_score_adj, a seccomp filter and a cgroup namespace.
+fn harden(bundle: &Bundle, uid: u32) {
+    let path = bundle.path.join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
+    ]);
+    spec["process"]["user"] = json!({"uid": uid, "gid": uid, "additionalGids": [1001, 1002]});
+    spec["process"]["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []
+    });
+    spec["process"]["noNewPrivileges"] = json!(true);
+    spec["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1024},
+        {"type": "RLIMIT_NPROC", "hard": 512, "soft": 256}
+    ]);
+    spec["process"]["oomScoreAdj"] = json!(500);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{"names": ["keyctl", "add_key", "request_key", "kexec_load"],
+                      "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    spec["linux"]["maskedPaths"] = json!(["/proc/kcore", "/proc/keys"]);
+    spec["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+}
+
+/// What the kernel says about process `pid` that its runtime decided: credentials,
+/// capabilities, no_new_privs, seccomp, rlimits, oom_score_adj, which namespaces are its own
+/// (not the host's) and its cgroup paths with the container id written `<id>`.
+fn security_view(pid: i64, id: &str) -> Vec<(String, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mut view: Vec<(String, String)> = status
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(key, _)| {
+            [
+                "Uid",
+                "Gid",
+                "Groups",
+                "CapInh",
+                "CapPrm",
+                "CapEff",
+                "CapBnd",
+                "CapAmb",
+                "NoNewPrivs",
+                "Seccomp",
+                "Seccomp_filters",
+            ]
+            .contains(key)
+        })
+        .map(|(key, value)| {
+            (
+                key.to_string(),
+                value.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    for line in limits.lines().skip(1) {
+        let name = line.get(..26).unwrap_or(line).trim();
+        let values = line
+            .get(26..)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>();
+        view.push((format!("limit {name}"), values.join(" ")));
+    }
+    let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    view.push(("oom_score_adj".into(), oom.trim().to_string()));
+    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"] {
+        let own = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        view.push((
+            format!("ns {ns}"),
+            if own == host { "host" } else { "own" }.into(),
+        ));
+    }
+    // Seen from outside the container's cgroup namespace (the test's /proc/PID/cgroup view is
+    // relative to the test's own namespace, the host's).
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups.lines() {
+        if let Some((_, rest)) = line.split_once(':') {
+            if let Some((controllers, path)) = rest.split_once(':') {
+                view.push((format!("cgroup {controllers}"), path.replace(id, "<id>")));
+            }
+        }
+    }
+    view
+}
+
+/// For the same hardened spec, runc's container process (busybox), wasmbay-runtime's native
+/// container process and its wasm init agree on everything runc enforces (see
+/// [`security_view`]). The table is printed for the reliability report.
+#[test]
+fn the_wasm_init_is_confined_exactly_as_runcs_container_process() {
+    if !is_root() {
+        return;
+    }
+    let Some(busybox) = busybox() else { return };
+    if !wasmbay_testkit::require_command("runc") {
+        return;
+    }
+    // As a pod's non-root user (exec leaves no capability), and as root (exec keeps them).
+    compare_with_runc(&busybox, 1000, "0000000000000000");
+    compare_with_runc(&busybox, 0, "00000000a80425fb");
+}
+
+fn compare_with_runc(busybox: &Path, uid: u32, effective: &str) {
+    let rt = Runtime::new();
+    let bb = std::fs::read(busybox).unwrap();
+    let sleep = ["/bin/busybox", "sleep", "60"];
+    let runc_bundle = rt.bundle(&[("/bin/busybox", &bb)], &sleep, &["PATH=/bin"]);
+    let native = rt.bundle(&[("/bin/busybox", &bb)], &sleep, &["PATH=/bin"]);
+    let wasm = rt.bundle(&[("/sleep.wat", SLEEP_60.as_bytes())], &["/sleep.wat"], &[]);
+    for b in [&runc_bundle, &native, &wasm] {
+        harden(b, uid);
+    }
+    // The detached container keeps runc's stdio: files, not pipes, or runc's output never ends.
+    let runc = |args: &[&str]| {
+        let log = rt.dir.path().join("runc.err");
+        let output = Command::new("runc")
+            .arg("--root")
+            .arg(rt.dir.path().join("runc-state"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(rt.dir.path().join("runc.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            output.success(),
+            "runc {args:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    runc(&[
+        "run",
+        "-d",
+        "--bundle",
+        runc_bundle.path.to_str().unwrap(),
+        &runc_bundle.id,
+    ]);
+    let runc_state: Value = serde_json::from_slice(
+        &Command::new("runc")
+            .arg("--root")
+            .arg(rt.dir.path().join("runc-state"))
+            .args(["state", &runc_bundle.id])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for b in [&native, &wasm] {
+        rt.create(b);
+        rt.ok(&["start", &b.id]);
+    }
+    // The wasm init applies its confinement before it loads the module: wait until it runs.
+    let mut views = Vec::new();
+    for (name, pid, id) in [
+        ("runc", runc_state["pid"].as_i64().unwrap(), &runc_bundle.id),
+        (
+            "wasmbay native",
+            rt.state(&native.id)["pid"].as_i64().unwrap(),
+            &native.id,
+        ),
+        (
+            "wasmbay wasm",
+            rt.state(&wasm.id)["pid"].as_i64().unwrap(),
+            &wasm.id,
+        ),
+    ] {
+        views.push((name, security_view(pid, id)));
+    }
+    runc(&["kill", &runc_bundle.id, "KILL"]);
+    for b in [&native, &wasm] {
+        rt.ok(&["kill", &b.id, "KILL"]);
+    }
+    let mut differences = Vec::new();
+    eprintln!(
+        "uid {uid}\n{:<28} {:<24} {:<24} {:<24}",
+        "field", views[0].0, views[1].0, views[2].0
+    );
+    for (n, (key, theirs)) in views[0].1.iter().enumerate() {
+        let row: Vec<&str> = views
+            .iter()
+            .map(|(_, v)| {
+                v.get(n)
+                    .filter(|(k, _)| k == key)
+                    .map_or("(absent)", |(_, v)| v.as_str())
+            })
+            .collect();
+        eprintln!("{key:<28} {:<24} {:<24} {:<24}", row[0], row[1], row[2]);
+        // libcontainer's cgroup v1 manager joins only the resource controllers, not the
+        // controller-less hierarchies runc also joins on a v1 host (systemd's named one and
+        // the hybrid layout's unified one). Ours must still agree with each other there.
+        let controllerless = key == "cgroup name=systemd" || key == "cgroup ";
+        let differs = if controllerless {
+            row[1] != row[2]
+        } else {
+            row.iter().any(|v| v != theirs)
+        };
+        if differs {
+            differences.push(format!(
+                "{key}: runc {theirs:?}, native {:?}, wasm {:?}",
+                row[1], row[2]
+            ));
+        }
+    }
+    runc(&["delete", "--force", &runc_bundle.id]);
+    for b in [&native, &wasm] {
+        let _ = rt.cmd().args(["delete", "--force", &b.id]).output();
+    }
+    assert!(
+        differences.is_empty(),
+        "differs from runc:\n{}",
+        differences.join("\n")
+    );
+    // And what is compared is the confinement asked for, not a shared default.
+    let wasm_view = &views[2].1;
+    let field = |key: &str| {
+        wasm_view
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        field("Uid"),
+        Some(format!("{uid} {uid} {uid} {uid}").as_str())
+    );
+    assert_eq!(field("Groups"), Some("1001 1002"));
+    assert_eq!(field("NoNewPrivs"), Some("1"));
+    assert_eq!(field("Seccomp"), Some("2"));
+    assert_eq!(field("CapBnd"), Some("00000000a80425fb"));
+    assert_eq!(field("CapEff"), Some(effective));
+    assert_eq!(field("oom_score_adj"), Some("500"));
+    assert_eq!(field("limit Max open files"), Some("1024 2048 files"));
+}
