@@ -138,8 +138,17 @@ struct Inner {
     linger: std::time::Duration,
     /// Counts creates, so an idle shim knows whether a container came while it lingered.
     creates: std::sync::atomic::AtomicU64,
+    /// The linger timer: the latest idle moment, and whether its thread runs.
+    idle: Mutex<IdleTimer>,
     /// Where container inits come from (`zygote.rs`); set once by the daemon at boot.
     zygote: std::sync::OnceLock<Zygote>,
+}
+
+/// When the shim last went idle (and the create count then), for the one linger timer.
+#[derive(Default)]
+struct IdleTimer {
+    latest: Option<(std::time::Instant, u64)>,
+    running: bool,
 }
 
 #[derive(Clone)]
@@ -287,6 +296,10 @@ impl Service {
 
     /// Exits now, or after the linger time if no container has come meanwhile. The socket goes
     /// first, under the task lock, so a `start` that still finds it reaches a live shim.
+    ///
+    /// One timer thread serves every idle moment: a shim that goes idle after each of many
+    /// short-lived containers (a namespace shim under churn) pushes the deadline of the
+    /// running timer rather than leaving a sleeping thread per lifecycle.
     fn exit_when_idle(&self) {
         use std::sync::atomic::Ordering;
         if self.inner.linger.is_zero() {
@@ -294,25 +307,59 @@ impl Service {
             return;
         }
         let seen = self.inner.creates.load(Ordering::SeqCst);
+        {
+            let mut idle = self.idle_timer();
+            idle.latest = Some((std::time::Instant::now(), seen));
+            if idle.running {
+                return;
+            }
+            idle.running = true;
+        }
         let service = self.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(service.inner.linger);
-            {
-                // Under the start lock, so no `start` is between finding the socket and
-                // answering containerd; one that already answered has its create reach this
-                // shim during the grace period below.
-                let _lock = StartLock::acquire(&service.inner.state_root).ok();
-                let tasks = service.lock();
-                if !tasks.is_empty() || service.inner.creates.load(Ordering::SeqCst) != seen {
-                    return;
-                }
-                let _ = std::fs::remove_file(&service.inner.socket);
+        std::thread::spawn(move || service.run_idle_timer());
+    }
+
+    fn idle_timer(&self) -> std::sync::MutexGuard<'_, IdleTimer> {
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleeps until the linger time after the latest idle moment has passed, then exits if
+    /// no container came since.
+    fn run_idle_timer(&self) {
+        use std::sync::atomic::Ordering;
+        let seen = loop {
+            let Some((since, seen)) = self.idle_timer().latest else {
+                self.idle_timer().running = false;
+                return;
+            };
+            let due = since + self.inner.linger;
+            let now = std::time::Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
+                continue;
             }
-            std::thread::sleep(EXIT_GRACE);
-            if service.lock().is_empty() && service.inner.creates.load(Ordering::SeqCst) == seen {
-                service.inner.exit.signal();
+            let mut idle = self.idle_timer();
+            if idle.latest == Some((since, seen)) {
+                idle.latest = None;
+                idle.running = false;
+                break seen;
             }
-        });
+        };
+        {
+            // Under the start lock, so no `start` is between finding the socket and answering
+            // containerd; one that already answered has its create reach this shim during the
+            // grace period below.
+            let _lock = StartLock::acquire(&self.inner.state_root).ok();
+            let tasks = self.lock();
+            if !tasks.is_empty() || self.inner.creates.load(Ordering::SeqCst) != seen {
+                return;
+            }
+            let _ = std::fs::remove_file(&self.inner.socket);
+        }
+        std::thread::sleep(EXIT_GRACE);
+        if self.lock().is_empty() && self.inner.creates.load(Ordering::SeqCst) == seen {
+            self.inner.exit.signal();
+        }
     }
 
     /// Publishes TaskOOM when the kernel OOM-kills inside the container's memory cgroup:
@@ -539,6 +586,7 @@ impl containerd_shim::Shim for Service {
                 socket: PathBuf::from(args.socket.strip_prefix("unix://").unwrap_or(&args.socket)),
                 linger,
                 creates: std::sync::atomic::AtomicU64::new(0),
+                idle: Mutex::new(IdleTimer::default()),
                 zygote: std::sync::OnceLock::new(),
             }),
         }

@@ -166,3 +166,160 @@ fn containerd_killed_and_restarted_finds_its_running_wasm_containers() {
     );
     assert!(wasmbay_testkit::mounts_under(cd.dir()).is_empty());
 }
+
+/// What a node accumulates if lifecycles leak, counted for one containerd and one shim.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    shims: Vec<u32>,
+    shim_fds: usize,
+    shim_threads: usize,
+    containerd_fds: usize,
+    mounts: usize,
+    cgroups: usize,
+    state_dirs: usize,
+    cache_files: usize,
+    processes_in_rootfs: usize,
+}
+
+fn count_entries(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| keep(&e.file_name().to_string_lossy()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn footprint(cd: &PrivateContainerd, cache: &std::path::Path, prefix: &str) -> Footprint {
+    let shims = shims_of(cd);
+    let fds = |pid: u32| count_entries(std::path::Path::new(&format!("/proc/{pid}/fd")), |_| true);
+    let ours = |name: &str| name.starts_with(prefix);
+    // Every hierarchy: v1's controllers (`<root>/<controller>/<namespace>/<id>`) or v2's tree.
+    let cgroups = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|hierarchies| {
+            hierarchies
+                .flatten()
+                .map(|h| count_entries(&h.path().join(cd.namespace()), ours))
+                .sum::<usize>()
+        })
+        .unwrap_or(0)
+        + count_entries(
+            &std::path::Path::new("/sys/fs/cgroup").join(cd.namespace()),
+            ours,
+        );
+    let state_dirs = std::fs::read_dir("/run/wasmbay-shim")
+        .map(|roots| {
+            roots
+                .flatten()
+                .map(|r| count_entries(&r.path().join(cd.namespace()), ours))
+                .sum()
+        })
+        .unwrap_or(0);
+    let cache_files = std::fs::read_dir(cache)
+        .map(|engines| {
+            engines
+                .flatten()
+                .map(|e| count_entries(&e.path(), |_| true))
+                .sum()
+        })
+        .unwrap_or(0);
+    Footprint {
+        shim_fds: shims.iter().map(|&pid| fds(pid)).sum(),
+        shim_threads: shims
+            .iter()
+            .map(|&pid| count_entries(std::path::Path::new(&format!("/proc/{pid}/task")), |_| true))
+            .sum(),
+        containerd_fds: cd.pid().map_or(0, fds),
+        shims,
+        mounts: wasmbay_testkit::mounts_under(cd.dir()).len(),
+        cgroups,
+        state_dirs,
+        cache_files,
+        processes_in_rootfs: wasmbay_testkit::processes_rooted_under(cd.dir()).len(),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Create, start, wait and delete (`ctr run --rm`) through one long-lived namespace shim,
+/// `WASMBAY_STRESS_ROUNDS` × 2 times (20 in CI; the report's run is 10,000): afterwards the
+/// shim is the same process with the same open descriptors, and no mount, cgroup, state
+/// directory, cache file or process is left that was not there before.
+#[test]
+fn lifecycles_through_one_shim_leave_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let rounds = wasmbay_testkit::stress_rounds() * 2;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cd = PrivateContainerd::start_with(
+        containerd_config(&cache)
+            .with_env("WASMBAY_SHIM_GROUPING", "namespace")
+            .with_env("WASMBAY_SHIM_LINGER_MS", "600000"),
+    )
+    .expect("start a private containerd");
+    let image = import(&cd, dir.path(), "cycle", &sleeper(0));
+    let cycle = |id: &str| {
+        let mut run = cd.ctr_run();
+        run.args(["--rm", "--runtime", common::RUNTIME, &image, id]);
+        let output = wasmbay_testkit::run_with_timeout(&mut run, *TIMEOUT)
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{id}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // The first cycles start the shim, compile the module and warm containerd's connections.
+    for n in 0..3 {
+        cycle(&format!("warm-{n}"));
+    }
+    let before = footprint(&cd, &cache, "leak-");
+    assert_eq!(before.shims.len(), 1, "one namespace shim: {before:?}");
+    let rss_before = rss_kib(before.shims[0]);
+    let started = Instant::now();
+    for n in 0..rounds {
+        cycle(&format!("leak-{n}"));
+    }
+    let elapsed = started.elapsed();
+    let after = footprint(&cd, &cache, "leak-");
+    let rss_after = rss_kib(before.shims[0]);
+    eprintln!(
+        "{rounds} lifecycles in {:.1} s ({:.1}/s); before {before:?}; after {after:?}; shim RSS {rss_before} → {rss_after} KiB",
+        elapsed.as_secs_f64(),
+        rounds as f64 / elapsed.as_secs_f64()
+    );
+    // The shim's descriptors and threads may differ by the transient ones of the cycle before
+    // the baseline (its stdio closing, its exit watcher, a blocking-pool thread): a leak grows
+    // with the rounds (a sleeping linger thread per lifecycle once did, one per cycle).
+    assert!(
+        after.shim_fds <= before.shim_fds,
+        "shim descriptors grew: {before:?} → {after:?}"
+    );
+    assert!(
+        after.shim_threads <= before.shim_threads + 4,
+        "shim threads grew: {before:?} → {after:?}"
+    );
+    assert_eq!(
+        Footprint {
+            shim_fds: before.shim_fds,
+            shim_threads: before.shim_threads,
+            ..after
+        },
+        before,
+        "what {rounds} lifecycles left behind"
+    );
+}
