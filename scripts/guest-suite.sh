@@ -91,10 +91,9 @@ trap 'rm -f "$plan"' EXIT
         echo "step $repo/runtime-bridge ${tests[containerd]} --test-threads 1"
         echo "step $repo $repo/target/debug/wasmbay conformance --matrix --frontends containerd --jobs 2 --timeout-scale 4 conformance/corpus ../shared/conformance/wasi-testsuite/tests/assemblyscript/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip1"
     else
-        echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes a_killed_shim"
+        echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes"
         echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets"
-        echo "step $repo/containerd-shim ${tests[faults]} --test-threads 1 lifecycles"
-        echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side the_wasm_init"
+        echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side"
     fi
     echo 'exit $status'
 } >"$plan"
