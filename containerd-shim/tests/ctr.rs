@@ -6,8 +6,8 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    containerd_config, import, kill_and_remove, run_detached, task_line, HOG, RUNTIME, SPIN,
-    TIMEOUT,
+    containerd_config, import, kill_and_remove, run_detached, shims_of, task_line, HOG, RUNTIME,
+    SPIN, TIMEOUT,
 };
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::{require_root, PrivateContainerd};
@@ -572,34 +572,6 @@ fn a_module_in_an_artifact_layer_runs_from_the_content_store() {
         .expect_err("no layer and no cache must fail")
         .to_string();
     assert!(err.contains(&layer), "{err}");
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The shim processes serving containers of this test's containerd. A shim's zygote and the
-/// wasm inits it makes share the shim's command line, so only the topmost count.
-fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
-    let address = cd.address().to_string_lossy().into_owned();
-    let mentioning: Vec<u32> = wasmbay_testkit::processes_mentioning(&address)
-        .into_iter()
-        .filter(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.contains("containerd-shim-wasmtime-v1"))
-        })
-        .collect();
-    mentioning
-        .iter()
-        .copied()
-        .filter(|&pid| parent_of(pid).is_none_or(|parent| !mentioning.contains(&parent)))
-        .collect()
 }
 
 /// A private containerd whose shims group per namespace and linger `linger_ms` when idle.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{containerd_config, import, run_detached, task_line, TIMEOUT};
+use common::{containerd_config, import, run_detached, shims_of, task_line, TIMEOUT};
 use wasmbay_testkit::{require_root, ApiClient, PrivateContainerd};
 
 /// Sleeps `seconds` in `poll_oneoff` (a monotonic clock subscription), then exits 3.
@@ -46,33 +46,6 @@ fn wait_and_delete(cd: &PrivateContainerd, api: &ApiClient, id: &str) -> u32 {
     cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
         .unwrap();
     status
-}
-
-fn is_shim_image(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.contains("containerd-shim-wasmtime-v1"))
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The shim daemons serving this containerd: processes of the shim's image whose parent is
-/// not one (a shim's zygote and its wasm inits are clones of it, with its command line).
-fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
-    let mut shims: Vec<u32> =
-        wasmbay_testkit::processes_mentioning(&cd.address().to_string_lossy())
-            .into_iter()
-            .filter(|&pid| is_shim_image(pid) && !parent_of(pid).is_some_and(is_shim_image))
-            .collect();
-    shims.sort_unstable();
-    shims
 }
 
 /// containerd SIGKILLed while 50 wasm containers run, down for a few seconds (during which one

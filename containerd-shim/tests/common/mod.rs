@@ -122,3 +122,31 @@ pub fn kill_and_remove(cd: &PrivateContainerd, id: &str) {
     cd.run_ok(cd.ctr().args(["containers", "delete", id]), *TIMEOUT)
         .unwrap();
 }
+
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The shim processes serving containers of this test's containerd. A shim's zygote and the
+/// wasm inits it makes share the shim's command line, so only the topmost count.
+pub fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
+    let address = cd.address().to_string_lossy().into_owned();
+    let mentioning: Vec<u32> = wasmbay_testkit::processes_mentioning(&address)
+        .into_iter()
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("containerd-shim-wasmtime-v1"))
+        })
+        .collect();
+    mentioning
+        .iter()
+        .copied()
+        .filter(|&pid| parent_of(pid).is_none_or(|parent| !mentioning.contains(&parent)))
+        .collect()
+}
