@@ -10,6 +10,7 @@ mod cgroup_driver;
 mod cgroup_v2;
 mod content;
 mod events;
+mod exec;
 mod grouping;
 mod mount_namespace;
 mod oom;

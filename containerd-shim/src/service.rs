@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use containerd_shim::api;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, Message, MessageField};
@@ -26,6 +27,7 @@ use wasmbay_shim_core::oci_spec::runtime::Spec;
 
 use crate::content::ContentStore;
 use crate::events::EventSink;
+use crate::exec::{ExecPhase, ExecProc};
 use crate::grouping::{Grouping, LINGER_ENV, SANDBOX_ANNOTATION};
 use crate::stdio::{open_output, open_stdin};
 use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
@@ -118,6 +120,10 @@ struct Task {
     /// On cgroup v2, the container's cgroup directory as its init saw it at create; it
     /// outlives the init, so statistics stay readable until delete.
     cgroup_v2: Option<PathBuf>,
+    /// The engine the init runs on, which an exec'd WebAssembly command runs on too.
+    engine: String,
+    /// Processes exec'd into the task, by exec id.
+    execs: HashMap<String, ExecProc>,
 }
 
 struct Inner {
@@ -249,12 +255,14 @@ impl Service {
         self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for the init process of `id` in a thread of its own and records its exit.
-    fn watch(&self, id: String, pid: i32) {
+    /// Waits for the init process of `id` (or its exec `exec_id`) in a thread of its own and
+    /// records its exit.
+    fn watch(&self, id: String, exec_id: Option<String>, pid: i32) {
         let service = self.clone();
         std::thread::spawn(move || {
             let code = loop {
                 let mut status = 0;
+                // SAFETY: waitpid writes only `status`, which outlives the call.
                 let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
                 if reaped == pid {
                     if libc::WIFEXITED(status) {
@@ -276,15 +284,25 @@ impl Service {
             let exited_at = Timestamp::now();
             {
                 let mut tasks = service.lock();
-                if let Some(task) = tasks.get_mut(&id) {
-                    task.phase = Phase::Stopped;
-                    task.exit = Some((code as u32, exited_at.clone()));
+                let exit = Some((code as u32, exited_at.clone()));
+                match (tasks.get_mut(&id), &exec_id) {
+                    (Some(task), None) => {
+                        task.phase = Phase::Stopped;
+                        task.exit = exit;
+                    }
+                    (Some(task), Some(exec_id)) => {
+                        if let Some(exec) = task.execs.get_mut(exec_id) {
+                            exec.phase = ExecPhase::Stopped;
+                            exec.exit = exit;
+                        }
+                    }
+                    (None, _) => {}
                 }
             }
             service.inner.exited.notify_all();
             let event = TaskExit {
                 container_id: id.clone(),
-                id: id.clone(),
+                id: exec_id.unwrap_or_else(|| id.clone()),
                 pid: pid as u32,
                 exit_status: code as u32,
                 exited_at: MessageField::some(exited_at),
@@ -517,9 +535,9 @@ impl Service {
             )?;
             let container = Container::load(self.inner.state_root.join(&req.id))
                 .with_context(|| format!("loading the state of container {}", req.id))?;
-            Ok::<_, anyhow::Error>((container, pid))
+            Ok::<_, anyhow::Error>((container, pid, order.engine))
         })();
-        let (container, pid) = match result {
+        let (container, pid, engine) = match result {
             Ok(created) => created,
             Err(e) => {
                 if let Some(rootfs) = &mounted {
@@ -548,9 +566,11 @@ impl Service {
                 phase: Phase::Created,
                 exit: None,
                 cgroup_v2,
+                engine,
+                execs: HashMap::new(),
             },
         );
-        self.watch(req.id.clone(), pid);
+        self.watch(req.id.clone(), None, pid);
         self.watch_oom(&req.id);
         Ok(pid as u32)
     }
@@ -678,6 +698,20 @@ fn write_address(address: &str) -> Result<(), containerd_shim::Error> {
         })
 }
 
+/// Exec `exec_id` of task `id`, or NOT_FOUND naming both.
+fn exec_of<'a>(
+    task: &'a Task,
+    id: &str,
+    exec_id: &str,
+) -> Result<&'a ExecProc, containerd_shim::protos::ttrpc::Error> {
+    task.execs.get(exec_id).ok_or_else(|| {
+        rpc_error(
+            containerd_shim::protos::ttrpc::Code::NOT_FOUND,
+            format!("exec {exec_id} of task {id} not found"),
+        )
+    })
+}
+
 fn status_of(task: &Task) -> api::Status {
     match task.phase {
         Phase::Created => api::Status::CREATED,
@@ -715,7 +749,10 @@ impl Service {
 
     pub(crate) fn start(&self, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
         let _span = tracing::info_span!("task.start", id = %req.id).entered();
-        tracing::debug!(id = %req.id, "start");
+        tracing::debug!(id = %req.id, exec_id = %req.exec_id, "start");
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&req.id, &req.exec_id);
+        }
         let pid = {
             let mut tasks = self.lock();
             let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
@@ -745,6 +782,27 @@ impl Service {
     pub(crate) fn state(&self, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if !req.exec_id.is_empty() {
+            let exec = exec_of(task, &req.id, &req.exec_id)?;
+            let (exit_status, exited_at) = exec.exit.clone().unwrap_or((0, Timestamp::default()));
+            return Ok(api::StateResponse {
+                id: req.exec_id.clone(),
+                bundle: task.bundle.clone(),
+                pid: exec.pid,
+                status: EnumOrUnknown::new(match exec.phase {
+                    ExecPhase::Created => api::Status::CREATED,
+                    ExecPhase::Running => api::Status::RUNNING,
+                    ExecPhase::Stopped => api::Status::STOPPED,
+                }),
+                stdin: exec.stdin.clone(),
+                stdout: exec.stdout.clone(),
+                stderr: exec.stderr.clone(),
+                exec_id: req.exec_id.clone(),
+                exit_status,
+                exited_at: MessageField::some(exited_at),
+                ..Default::default()
+            });
+        }
         let (exit_status, exited_at) = task.exit.clone().unwrap_or((0, Timestamp::default()));
         Ok(api::StateResponse {
             id: req.id.clone(),
@@ -766,7 +824,12 @@ impl Service {
         let mut tasks = self.lock();
         loop {
             let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-            if let Some((exit_status, exited_at)) = task.exit.clone() {
+            let exit = if req.exec_id.is_empty() {
+                task.exit.clone()
+            } else {
+                exec_of(task, &req.id, &req.exec_id)?.exit.clone()
+            };
+            if let Some((exit_status, exited_at)) = exit {
                 return Ok(api::WaitResponse {
                     exit_status,
                     exited_at: MessageField::some(exited_at),
@@ -784,6 +847,18 @@ impl Service {
     pub(crate) fn kill(&self, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         let mut tasks = self.lock();
         let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if !req.exec_id.is_empty() {
+            let exec = exec_of(task, &req.id, &req.exec_id)?;
+            if exec.phase == ExecPhase::Running {
+                // SAFETY: kill has no memory effects; the pid is this shim's unreaped child
+                // (its watcher thread reaps it only after it exits, and then marks it stopped
+                // under the lock held here), so it names no other process.
+                if unsafe { libc::kill(exec.pid as i32, req.signal as i32) } != 0 {
+                    return Err(internal(std::io::Error::last_os_error()));
+                }
+            }
+            return Ok(api::Empty::new());
+        }
         if task.phase == Phase::Stopped {
             return Ok(api::Empty::new());
         }
@@ -805,11 +880,17 @@ impl Service {
 
     pub(crate) fn delete(&self, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
         let _span = tracing::info_span!("task.delete", id = %req.id).entered();
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req.id, &req.exec_id);
+        }
         let mut task = {
             let mut tasks = self.lock();
             tasks.remove(&req.id).ok_or_else(|| not_found(&req.id))?
         };
         task.container.delete(true).map_err(internal)?;
+        for exec in task.execs.values() {
+            exec.remove_files();
+        }
         if let Some(rootfs) = &task.rootfs_mounted {
             crate::rootfs::unmount(rootfs).map_err(internal)?;
         }
@@ -833,8 +914,150 @@ impl Service {
         })
     }
 
-    pub(crate) fn exec(&self, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        Err(unsupported("exec"))
+    /// Registers a process to exec into task `req.id`; `start` with its exec id makes it.
+    pub(crate) fn exec(&self, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        let _span =
+            tracing::info_span!("task.exec", id = %req.id, exec_id = %req.exec_id).entered();
+        let mut tasks = self.lock();
+        let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if task.phase != Phase::Running {
+            return Err(failed_precondition(&req.id, task, "exec in", "running"));
+        }
+        if task.execs.contains_key(&req.exec_id) {
+            return Err(rpc_error(
+                containerd_shim::protos::ttrpc::Code::ALREADY_EXISTS,
+                format!("exec {} of task {} already exists", req.exec_id, req.id),
+            ));
+        }
+        let (type_url, spec) = req
+            .spec
+            .as_ref()
+            .map(|any| (any.type_url.as_str(), any.value.as_slice()))
+            .unwrap_or_default();
+        let exec = ExecProc::register(
+            Path::new(&task.bundle),
+            &req.exec_id,
+            type_url,
+            spec,
+            [&req.stdin, &req.stdout, &req.stderr],
+            req.terminal,
+        )
+        .map_err(|e| invalid_argument(e.to_string()))?;
+        task.execs.insert(req.exec_id.clone(), exec);
+        drop(tasks);
+        self.publish(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskExecAdded {
+                container_id: req.id,
+                exec_id: req.exec_id,
+                ..Default::default()
+            },
+        );
+        Ok(api::Empty::new())
+    }
+
+    /// Makes exec `exec_id` of task `id` through the zygote, as a tenant of the container.
+    fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<api::StartResponse> {
+        use anyhow::Context as _;
+        let (order, stdio) = {
+            let tasks = self.lock();
+            let task = tasks.get(id).ok_or_else(|| not_found(id))?;
+            if task.phase != Phase::Running {
+                return Err(failed_precondition(id, task, "start an exec in", "running"));
+            }
+            let exec = exec_of(task, id, exec_id)?;
+            if exec.phase != ExecPhase::Created {
+                return Err(rpc_error(
+                    containerd_shim::protos::ttrpc::Code::FAILED_PRECONDITION,
+                    format!("exec {exec_id} of task {id} was already started"),
+                ));
+            }
+            let mut order = CreateOrder::new(
+                id,
+                PathBuf::from(&task.bundle),
+                self.inner.state_root.clone(),
+                task.engine.clone(),
+            );
+            order.exec_process = Some(exec.spec_file.clone());
+            order.stdio = true;
+            let stdio = (|| {
+                Ok::<_, anyhow::Error>([
+                    open_stdin(&exec.stdin).with_context(|| format!("stdin {}", exec.stdin))?,
+                    open_output(&exec.stdout).with_context(|| format!("stdout {}", exec.stdout))?,
+                    open_output(&exec.stderr).with_context(|| format!("stderr {}", exec.stderr))?,
+                ])
+            })()
+            .map_err(internal)?;
+            (order, stdio)
+        };
+        let zygote = self
+            .inner
+            .zygote
+            .get()
+            .ok_or_else(|| internal("this shim process has no zygote to create processes"))?;
+        // Outside the task lock: the exec's create takes milliseconds to seconds.
+        let [stdin, stdout, stderr] = &stdio;
+        let pid = match zygote.create(&order, Some([stdin, stdout, stderr]), None, true) {
+            Ok(pid) => pid,
+            Err(e) => {
+                // containerd does not delete an exec whose start failed: it is gone now.
+                let removed = self
+                    .lock()
+                    .get_mut(id)
+                    .and_then(|t| t.execs.remove(exec_id));
+                if let Some(exec) = removed {
+                    exec.remove_files();
+                }
+                return Err(internal(e));
+            }
+        };
+        {
+            let mut tasks = self.lock();
+            if let Some(exec) = tasks.get_mut(id).and_then(|t| t.execs.get_mut(exec_id)) {
+                exec.pid = pid as u32;
+                exec.phase = ExecPhase::Running;
+            }
+        }
+        self.watch(id.to_string(), Some(exec_id.to_string()), pid);
+        self.publish(
+            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            TaskExecStarted {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                pid: pid as u32,
+                ..Default::default()
+            },
+        );
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    /// Forgets an exec that has ended (or never started), answering its exit.
+    fn delete_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<api::DeleteResponse> {
+        let exec = {
+            let mut tasks = self.lock();
+            let task = tasks.get_mut(id).ok_or_else(|| not_found(id))?;
+            let exec = exec_of(task, id, exec_id)?;
+            if exec.phase == ExecPhase::Running {
+                return Err(rpc_error(
+                    containerd_shim::protos::ttrpc::Code::FAILED_PRECONDITION,
+                    format!("cannot delete exec {exec_id} of task {id}: it is running"),
+                ));
+            }
+            task.execs
+                .remove(exec_id)
+                .ok_or_else(|| not_found(exec_id))?
+        };
+        exec.remove_files();
+        let (exit_status, exited_at) = exec.exit.clone().unwrap_or((0, Timestamp::now()));
+        Ok(api::DeleteResponse {
+            pid: exec.pid,
+            exit_status,
+            exited_at: MessageField::some(exited_at),
+            ..Default::default()
+        })
     }
 
     /// Freezes every process of the task's cgroup (wasm or native alike), as runc does.
@@ -948,11 +1171,12 @@ impl Service {
     /// The shim keeps no copy of a task's stdin (the container holds the only one), so there
     /// is nothing of its own to close.
     pub(crate) fn close_io(&self, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
-        if self.lock().contains_key(&req.id) {
-            Ok(api::Empty::new())
-        } else {
-            Err(not_found(&req.id))
+        let tasks = self.lock();
+        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if !req.exec_id.is_empty() {
+            exec_of(task, &req.id, &req.exec_id)?;
         }
+        Ok(api::Empty::new())
     }
 
     pub(crate) fn pids(&self, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {

@@ -263,6 +263,44 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         .collect();
     assert_eq!(shims.len(), 1, "shim processes for pod {pod}: {shims:?}");
 
+    // kubectl exec into the Linux sidecar: ExecSync, its output and exit code.
+    let exec = |cmd: &[&str]| {
+        cri!(
+            cri,
+            exec_sync,
+            api::ExecSyncRequest {
+                container_id: sidecar_id.clone(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: 20,
+            }
+        )
+        .unwrap_or_else(|e| panic!("exec {cmd:?}: {e}\n{}", cd.log_tail()))
+    };
+    let echoed = exec(&["/busybox", "echo", "exec-ok"]);
+    assert_eq!(
+        (
+            echoed.exit_code,
+            String::from_utf8_lossy(&echoed.stdout).trim()
+        ),
+        (0, "exec-ok"),
+        "{echoed:?}"
+    );
+    let failed = exec(&["/busybox", "sh", "-c", "echo to-stderr >&2; exit 3"]);
+    assert_eq!(
+        (
+            failed.exit_code,
+            String::from_utf8_lossy(&failed.stderr).trim()
+        ),
+        (3, "to-stderr"),
+        "{failed:?}"
+    );
+    // The exec'd process shares the sidecar's pid namespace: it sees the sidecar's `sleep`.
+    let ps = exec(&["/busybox", "ps"]);
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains("sleep 1000"),
+        "{ps:?}"
+    );
+
     cri!(
         cri,
         stop_container,

@@ -824,3 +824,102 @@ fn sixteen_concurrent_creates_into_one_namespace_shim_all_finish() {
         String::from_utf8_lossy(&tasks.stdout)
     );
 }
+
+/// `_start` prints "from exec" and exits 5; `wait` sleeps a minute (the init's entrypoint,
+/// `/app.wat#wait`), so one module serves as both a running task and a command to exec.
+const EXEC_TARGET: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "from exec\n")
+  (func (export "_start")
+    (i32.store (i32.const 200) (i32.const 256))
+    (i32.store (i32.const 204) (i32.const 10))
+    (drop (call $w (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
+    (call $exit (i32.const 5)))
+  (func (export "wait")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+#[test]
+fn exec_runs_another_wasm_command_in_a_running_wasm_task() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let image = import(&cd, dir.path(), "exec-target", EXEC_TARGET);
+    let id = "exec-wasm";
+    let mut run = cd.ctr_run();
+    run.args(["-d", "--runtime", RUNTIME, &image, id, "/app.wat#wait"]);
+    cd.run_ok(&mut run, *TIMEOUT).unwrap();
+    let init_pid: u32 = task_line(&cd, id)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("init pid");
+
+    let exec = |exec_id: &str, args: &[&str]| {
+        wasmbay_testkit::run_with_timeout(
+            cd.ctr()
+                .args(["tasks", "exec", "--exec-id", exec_id, id])
+                .args(args),
+            *TIMEOUT,
+        )
+        .unwrap()
+    };
+    let out = exec("e1", &["/app.wat"]);
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ),
+        (Some(5), "from exec"),
+        "{out:?}\n{}",
+        cd.log_tail()
+    );
+    // A second exec of the same id once the first was deleted, and the init unharmed.
+    let again = exec("e1", &["/app.wat"]);
+    assert_eq!(again.status.code(), Some(5), "{again:?}");
+    assert!(
+        task_line(&cd, id).contains("RUNNING"),
+        "{}",
+        task_line(&cd, id)
+    );
+    assert!(
+        std::fs::read_to_string(format!("/proc/{init_pid}/stat")).is_ok(),
+        "init {init_pid} gone"
+    );
+
+    // A command that is not in the rootfs fails naming it, and leaves no exec behind.
+    let missing = exec("e2", &["/missing.wasm"]);
+    assert_ne!(missing.status.code(), Some(0), "{missing:?}");
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(said.contains("missing.wasm"), "{said}");
+    let bundles: Vec<_> = walk_files(&cd.state())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".wasmbay-exec-"))
+        .collect();
+    assert!(bundles.is_empty(), "exec specs left behind: {bundles:?}");
+    kill_and_remove(&cd, id);
+}
+
+/// Every file under `dir`, recursively (unreadable parts skipped).
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(path),
+                Ok(_) => found.push(path),
+                Err(_) => {}
+            }
+        }
+    }
+    found
+}

@@ -62,6 +62,10 @@ pub struct CreateOrder {
     pub systemd: bool,
     pub detach: bool,
     pub no_pivot: bool,
+    /// For an exec into the running container `id`: the runtime-spec `process` JSON file of
+    /// the new process, which joins the container's namespaces and cgroup (libcontainer's
+    /// tenant) instead of making a container.
+    pub exec_process: Option<PathBuf>,
 }
 
 impl CreateOrder {
@@ -80,6 +84,7 @@ impl CreateOrder {
             systemd: false,
             detach: true,
             no_pivot: false,
+            exec_process: None,
         }
     }
 }
@@ -368,11 +373,38 @@ fn work(payload: &[u8], fds: Vec<OwnedFd>) -> ! {
     );
     let answer = match create(payload, fds.collect()) {
         Ok(pid) => Reply::Created { pid },
-        Err(error) => Reply::Failed { error },
+        Err(error) => {
+            reap_children(FAILED_CREATE_REAP);
+            Reply::Failed { error }
+        }
     };
     let _ = send_reply(reply.as_fd(), &answer);
     // SAFETY: the worker's work is done and it has no buffered output of its own to flush.
     unsafe { libc::_exit(0) }
+}
+
+/// How long a worker whose create failed waits for libcontainer's processes to end.
+const FAILED_CREATE_REAP: Duration = Duration::from_secs(2);
+
+/// Reaps the worker's children (libcontainer's intermediate and init processes of a create
+/// that failed) until there are none or `limit` has passed. Left alone, they would be adopted
+/// by the frontend, which waits only for the pids it was told of: zombies it never reaps,
+/// and, for an exec, processes in the container's pid namespace that its init's exit then
+/// waits on for ever (the kernel's pid 1 teardown waits until every member is reaped).
+fn reap_children(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only `status`, which outlives the call.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match reaped {
+            r if r > 0 => continue,
+            // Children remain that have not ended yet.
+            0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            // ECHILD (none left), an error, or out of time.
+            _ => return,
+        }
+    }
 }
 
 /// An error with its whole chain of causes, as one line.
@@ -428,9 +460,20 @@ fn create(payload: &[u8], fds: Vec<OwnedFd>) -> Result<i32, String> {
             .with_stdout(stdout)
             .with_stderr(stderr);
     }
+    let builder = builder.validate_id().map_err(failed)?;
+    if let Some(process) = &order.exec_process {
+        let failed = |e: libcontainer::error::LibcontainerError| {
+            format!("exec in container {}: {}", order.id, chain(&e))
+        };
+        return builder
+            .as_tenant()
+            .with_process(Some(process))
+            .with_detach(order.detach)
+            .build()
+            .map(|pid| pid.as_raw())
+            .map_err(failed);
+    }
     let container = builder
-        .validate_id()
-        .map_err(failed)?
         .as_init(&order.bundle)
         .with_systemd(order.systemd)
         .with_detach(order.detach)
