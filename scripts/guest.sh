@@ -276,6 +276,12 @@ run() { # $1: guest, then options, --, command
         index=$((index + 1))
     done
     log "booting $guest ($(basename "$dir"), $accel, $cpus CPUs); sharing $share_list"
+    # A guest kernel under TCG has been seen to panic while booting (in its RCU timer code,
+    # before userspace); such a boot is retried, twice at most. A run whose command started
+    # (its output file exists) is never repeated.
+    local attempt
+    for attempt in 1 2 3; do
+    rm -f "$work/console"
     status=0
     # The serial console (kernel and systemd) goes to a log beside the command's output,
     # shown when the run fails. panic=-1 with -no-reboot: a guest kernel panic ends qemu.
@@ -287,6 +293,13 @@ run() { # $1: guest, then options, --, command
         "${shares_args[@]}" \
         -nic none -display none -monitor none -serial "file:$work/console" -no-reboot \
         </dev/null >"$work/qemu.log" 2>&1 || status=$?
+    if [[ ! -f $work/output && ! -f $work/status ]] && grep -q 'Kernel panic' "$work/console" 2>/dev/null && ((attempt < 3)); then
+        grep -m1 -B2 'Kernel panic' "$work/console" >&2 || true
+        log "$guest: the guest kernel panicked while booting (attempt $attempt); booting again"
+        continue
+    fi
+    break
+    done
     if [[ -f $work/output ]]; then
         cat "$work/output"
     fi

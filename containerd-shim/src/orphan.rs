@@ -15,7 +15,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// so on a busy node the cgroup and state directory were left behind.
 pub fn remove(mut container: Container) -> Result<(), String> {
     drain(&container);
-    container.delete(true).map_err(|e| e.to_string())
+    wasmbay_runtime_bridge::delete::delete_container(&mut container, true)
+        .map_err(|e| e.to_string())
 }
 
 /// SIGKILLs what is in the container's cgroup until nothing is (bounded). A frozen cgroup is

@@ -887,7 +887,8 @@ impl Service {
             let mut tasks = self.lock();
             tasks.remove(&req.id).ok_or_else(|| not_found(&req.id))?
         };
-        task.container.delete(true).map_err(internal)?;
+        wasmbay_runtime_bridge::delete::delete_container(&mut task.container, true)
+            .map_err(internal)?;
         for exec in task.execs.values() {
             exec.remove_files();
         }

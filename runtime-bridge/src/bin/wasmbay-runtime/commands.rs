@@ -171,8 +171,7 @@ pub fn delete(global: &Global, args: Delete) -> Result<()> {
         return Ok(());
     }
     let mut container = load(global, &args.container_id)?;
-    container
-        .delete(args.force)
+    wasmbay_runtime_bridge::delete::delete_container(&mut container, args.force)
         .with_context(|| format!("deleting container {}", args.container_id))
 }
 
@@ -216,8 +215,7 @@ pub fn run(global: &Global, args: Run) -> Result<i32> {
     let code = wait_for(pid)?;
     if !args.keep {
         container.refresh_status()?;
-        container
-            .delete(true)
+        wasmbay_runtime_bridge::delete::delete_container(&mut container, true)
             .with_context(|| format!("deleting container {}", args.container_id))?;
     }
     Ok(code)
