@@ -379,6 +379,40 @@ fn busybox_and_wasm_side_by_side_then_deleted_without_traces() {
             serde_json::from_str(&rt.ok(&["ps", "--format", "json", &b.id])).unwrap();
         assert!(pids.contains(&state["pid"].as_i64().unwrap()), "{pids:?}");
     }
+    // runc's exec: into the Linux container, its output and exit status, by command line
+    // and by --process file; and a command that is not there, refused naming it.
+    assert_eq!(
+        rt.ok(&["exec", &native.id, "/bin/busybox", "echo", "exec-ok"]),
+        "exec-ok\n"
+    );
+    let process = rt.dir.path().join("exec-process.json");
+    std::fs::write(
+        &process,
+        serde_json::to_vec(&serde_json::json!({
+            "args": ["/bin/busybox", "sh", "-c", "exit 4"],
+            "cwd": "/",
+            "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let exited = rt
+        .cmd()
+        .args(["exec", "--process"])
+        .arg(&process)
+        .arg(&native.id)
+        .output()
+        .unwrap();
+    assert_eq!(exited.status.code(), Some(4), "{exited:?}");
+    let missing = rt
+        .cmd()
+        .args(["exec", &native.id, "/bin/absent"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(said.contains("/bin/absent"), "{said}");
     // A running container is not deleted without --force.
     let refused = rt.cmd().args(["delete", &wasm.id]).output().unwrap();
     assert!(!refused.status.success());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
-use liboci_cli::{Create, Delete, Kill, Ps, Run, Start, State};
+use liboci_cli::{Create, Delete, Exec, Kill, Ps, Run, Start, State};
 use wasmbay_runtime_bridge::prepare::prepare;
 use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
 use wasmbay_runtime_bridge::ENGINE_ANNOTATION;
@@ -219,6 +219,73 @@ pub fn run(global: &Global, args: Run) -> Result<i32> {
             .with_context(|| format!("deleting container {}", args.container_id))?;
     }
     Ok(code)
+}
+
+/// runc's `exec`: a new process in a running container's namespaces and cgroup (a
+/// libcontainer tenant, made by the zygote like an init), from `--process FILE` or from the
+/// container's own process with the command line (and `--cwd`, `--env`) replaced. Without
+/// `--detach` it waits and answers the process's exit status.
+pub fn exec(global: &Global, args: Exec) -> Result<i32> {
+    let zygote = zygote()?;
+    if args.tty || args.console_socket.is_some() {
+        bail!(
+            "exec into {}: terminals (--tty, --console-socket) are not supported yet",
+            args.container_id
+        );
+    }
+    let container = load(global, &args.container_id)?;
+    let (bundle, spec) = load_spec(container.bundle())?;
+    let engine = engine_for(&spec, &global.engine);
+    let written = match &args.process {
+        Some(_) => None,
+        None => {
+            if args.command.is_empty() {
+                bail!(
+                    "exec into {}: give a command or --process FILE",
+                    args.container_id
+                );
+            }
+            let mut process = spec
+                .process()
+                .clone()
+                .with_context(|| format!("{}/config.json has no process", bundle.display()))?;
+            process.set_args(Some(args.command.clone()));
+            if let Some(cwd) = &args.cwd {
+                process.set_cwd(cwd.clone());
+            }
+            if !args.env.is_empty() {
+                let mut env = process.env().clone().unwrap_or_default();
+                env.extend(args.env.iter().map(|(k, v)| format!("{k}={v}")));
+                process.set_env(Some(env));
+            }
+            let file = container
+                .root
+                .join(format!("exec-{}.json", std::process::id()));
+            fs::write(&file, serde_json::to_vec(&process)?)
+                .with_context(|| format!("writing {}", file.display()))?;
+            Some(file)
+        }
+    };
+    let mut order = CreateOrder::new(&args.container_id, bundle, global.root.clone(), engine);
+    order.exec_process = args.process.clone().or_else(|| written.clone());
+    order.pid_file = args.pid_file.clone();
+    order.detach = args.detach;
+    order.preserve_fds = args.preserve_fds;
+    if !args.detach {
+        // SAFETY: prctl changes only this process's attributes.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    let created = zygote.create(&order, None, None, !args.detach);
+    drop(zygote);
+    if let Some(file) = &written {
+        let _ = fs::remove_file(file);
+    }
+    let pid = created.with_context(|| format!("exec into container {}", args.container_id))?;
+    if args.detach {
+        return Ok(0);
+    }
+    forward_signals(pid)?;
+    wait_for(pid)
 }
 
 /// Passes the signals a foreground `run` receives on to the container, as runc does.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use liboci_cli::{Create, Delete, Features, Kill, Ps, Run, Start, State};
+use liboci_cli::{Create, Delete, Exec, Features, Kill, Ps, Run, Start, State};
 
 /// Where container state lives unless `--root` says otherwise.
 const DEFAULT_ROOT: &str = "/run/wasmbay-runtime";
@@ -52,6 +52,7 @@ enum Command {
     Kill(Kill),
     Delete(Delete),
     Run(Run),
+    Exec(Exec),
     Features(Features),
     Ps(Ps),
 }
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
         Command::Kill(args) => commands::kill(&global, args).map(|()| 0),
         Command::Delete(args) => commands::delete(&global, args).map(|()| 0),
         Command::Run(args) => commands::run(&global, args),
+        Command::Exec(args) => commands::exec(&global, args),
         Command::Features(_) => commands::features().map(|()| 0),
         Command::Ps(args) => commands::ps(&global, args).map(|()| 0),
     };
