@@ -20,6 +20,18 @@ pub(crate) enum ExecPhase {
     Stopped,
 }
 
+impl ExecPhase {
+    /// The task API's word for this phase.
+    pub(crate) fn status(self) -> containerd_shim::api::Status {
+        use containerd_shim::api::Status;
+        match self {
+            ExecPhase::Created => Status::CREATED,
+            ExecPhase::Running => Status::RUNNING,
+            ExecPhase::Stopped => Status::STOPPED,
+        }
+    }
+}
+
 /// One exec'd process of a task.
 pub(crate) struct ExecProc {
     /// The process spec as libcontainer's tenant reads it, in the task's bundle.

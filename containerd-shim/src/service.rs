@@ -29,7 +29,7 @@ use crate::content::ContentStore;
 use crate::events::EventSink;
 use crate::exec::{ExecPhase, ExecProc};
 use crate::grouping::{Grouping, LINGER_ENV, SANDBOX_ANNOTATION};
-use crate::stdio::{open_output, open_stdin};
+use crate::stdio::open_stdio;
 use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
 
 /// `containerd-shim-wasmtime-v1` → `wasmtime`.
@@ -492,11 +492,7 @@ impl Service {
             tracing::debug!(prepared = prepared.is_some(), "prepared");
             wasmbay_runtime_bridge::dev_setup::prepare_bundle_dev(&bundle, &spec)?;
             std::fs::create_dir_all(&self.inner.state_root)?;
-            let stdin = open_stdin(&req.stdin).with_context(|| format!("stdin {}", req.stdin))?;
-            let stdout =
-                open_output(&req.stdout).with_context(|| format!("stdout {}", req.stdout))?;
-            let stderr =
-                open_output(&req.stderr).with_context(|| format!("stderr {}", req.stderr))?;
+            let [stdin, stdout, stderr] = open_stdio(&req.stdin, &req.stdout, &req.stderr)?;
             tracing::debug!("stdio open, building");
             let _span = tracing::info_span!("container.create").entered();
             let (prepared, code) = match prepared.as_ref().map(PreparedArtifact::to_wire) {
@@ -789,11 +785,7 @@ impl Service {
                 id: req.exec_id.clone(),
                 bundle: task.bundle.clone(),
                 pid: exec.pid,
-                status: EnumOrUnknown::new(match exec.phase {
-                    ExecPhase::Created => api::Status::CREATED,
-                    ExecPhase::Running => api::Status::RUNNING,
-                    ExecPhase::Stopped => api::Status::STOPPED,
-                }),
+                status: EnumOrUnknown::new(exec.phase.status()),
                 stdin: exec.stdin.clone(),
                 stdout: exec.stdout.clone(),
                 stderr: exec.stderr.clone(),
@@ -959,7 +951,6 @@ impl Service {
 
     /// Makes exec `exec_id` of task `id` through the zygote, as a tenant of the container.
     fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<api::StartResponse> {
-        use anyhow::Context as _;
         let (order, stdio) = {
             let tasks = self.lock();
             let task = tasks.get(id).ok_or_else(|| not_found(id))?;
@@ -981,14 +972,7 @@ impl Service {
             );
             order.exec_process = Some(exec.spec_file.clone());
             order.stdio = true;
-            let stdio = (|| {
-                Ok::<_, anyhow::Error>([
-                    open_stdin(&exec.stdin).with_context(|| format!("stdin {}", exec.stdin))?,
-                    open_output(&exec.stdout).with_context(|| format!("stdout {}", exec.stdout))?,
-                    open_output(&exec.stderr).with_context(|| format!("stderr {}", exec.stderr))?,
-                ])
-            })()
-            .map_err(internal)?;
+            let stdio = open_stdio(&exec.stdin, &exec.stdout, &exec.stderr).map_err(internal)?;
             (order, stdio)
         };
         let zygote = self

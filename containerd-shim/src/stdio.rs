@@ -52,3 +52,13 @@ pub fn open_output(path: &str) -> io::Result<File> {
         Err(e) => Err(e),
     }
 }
+
+/// A task's or exec's three stdio files, each error naming the path at fault.
+pub fn open_stdio(stdin: &str, stdout: &str, stderr: &str) -> anyhow::Result<[File; 3]> {
+    use anyhow::Context as _;
+    Ok([
+        open_stdin(stdin).with_context(|| format!("stdin {stdin}"))?,
+        open_output(stdout).with_context(|| format!("stdout {stdout}"))?,
+        open_output(stderr).with_context(|| format!("stderr {stderr}"))?,
+    ])
+}

@@ -30,13 +30,7 @@ pub fn delete_container(container: &mut Container, force: bool) -> Result<(), Li
 /// Whether `error` is systemd's answer for a unit it does not have (D-Bus
 /// `org.freedesktop.systemd1.NoSuchUnit`, whose text is "Unit NAME not loaded.").
 fn scope_already_gone(error: &LibcontainerError) -> bool {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.contains("not loaded")
+    crate::zygote::chain(error).contains("not loaded")
 }
 
 /// What libcontainer's delete does after removing the cgroup: the poststop hooks, then the

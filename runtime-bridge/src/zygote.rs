@@ -408,7 +408,7 @@ fn reap_children(limit: Duration) {
 }
 
 /// An error with its whole chain of causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
