@@ -161,9 +161,13 @@ pub fn kill(global: &Global, args: Kill) -> Result<()> {
     let mut container = load(global, &args.container_id)?;
     let signal = Signal::try_from(args.signal.as_str())
         .with_context(|| format!("invalid signal {:?}", args.signal))?;
-    container
-        .kill(signal, args.all)
-        .with_context(|| format!("killing container {}", args.container_id))
+    match container.kill(signal, args.all) {
+        Ok(()) => Ok(()),
+        // The container ended of the signal and its foreground `run` deleted it before
+        // libcontainer could record it as stopped: the kill did its work.
+        Err(_) if !global.root.join(&args.container_id).exists() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("killing container {}", args.container_id)),
+    }
 }
 
 pub fn delete(global: &Global, args: Delete) -> Result<()> {
