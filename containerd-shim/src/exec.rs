@@ -42,6 +42,10 @@ pub(crate) struct ExecProc {
     pub pid: u32,
     pub phase: ExecPhase,
     pub exit: Option<(u32, Timestamp)>,
+    /// Whether the process gets a terminal (`process.terminal`).
+    pub terminal: bool,
+    /// Its terminal once started with one.
+    pub console: Option<crate::console::Console>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +62,14 @@ pub(crate) enum ExecError {
     NoArgs { exec_id: String },
     #[error("exec {exec_id}: an exec id is a plain name, not {exec_id:?}")]
     BadId { exec_id: String },
-    #[error("exec {exec_id}: a terminal (`process.terminal`) is not supported for exec")]
-    Terminal { exec_id: String },
+    #[error(
+        "exec {exec_id}: the process spec's `terminal` is {in_spec} but the request's is {in_request}"
+    )]
+    Terminal {
+        exec_id: String,
+        in_spec: bool,
+        in_request: bool,
+    },
     #[error("exec {exec_id}: cannot write {}: {source}", path.display())]
     Write {
         exec_id: String,
@@ -94,9 +104,13 @@ impl ExecProc {
             type_url: type_url.to_string(),
             source,
         })?;
-        if terminal || process.terminal().unwrap_or(false) {
+        // libcontainer obeys the spec's flag, containerd's fifos follow the request's.
+        let in_spec = process.terminal().unwrap_or(false);
+        if terminal != in_spec {
             return Err(ExecError::Terminal {
                 exec_id: exec_id.to_string(),
+                in_spec,
+                in_request: terminal,
             });
         }
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -119,6 +133,8 @@ impl ExecProc {
             pid: 0,
             phase: ExecPhase::Created,
             exit: None,
+            terminal,
+            console: None,
         })
     }
 
@@ -185,6 +201,13 @@ mod tests {
             .err()
             .expect("refused")
             .to_string();
-        assert!(err.contains("terminal"), "{err}");
+        assert!(err.contains("`terminal` is false"), "{err}");
+        let tty = r#"{"args":["/bin/sh"],"terminal":true,"cwd":"/","user":{"uid":0,"gid":0}}"#;
+        let err = register("e1", tty, false)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("`terminal` is true"), "{err}");
+        assert!(register("e1", tty, true).expect("a terminal exec").terminal);
     }
 }

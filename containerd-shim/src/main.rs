@@ -8,6 +8,7 @@
 
 mod cgroup_driver;
 mod cgroup_v2;
+mod console;
 mod content;
 mod events;
 mod exec;

@@ -25,6 +25,7 @@ use wasmbay_runtime_bridge::ENGINE_ANNOTATION;
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::oci_spec::runtime::Spec;
 
+use crate::console::Console;
 use crate::content::ContentStore;
 use crate::events::EventSink;
 use crate::exec::{ExecPhase, ExecProc};
@@ -124,6 +125,8 @@ struct Task {
     engine: String,
     /// Processes exec'd into the task, by exec id.
     execs: HashMap<String, ExecProc>,
+    /// The init's terminal, when it was made with one.
+    console: Option<Console>,
 }
 
 struct Inner {
@@ -281,6 +284,26 @@ impl Service {
                 tracing::warn!(pid, error = %err, "cannot wait for task");
                 break 255;
             };
+            // A terminal's last output reaches its fifo before the exit is told.
+            let drained = {
+                let mut tasks = service.lock();
+                tasks.get_mut(&id).and_then(|task| {
+                    let console = match &exec_id {
+                        None => task.console.as_mut(),
+                        Some(exec_id) => {
+                            task.execs.get_mut(exec_id).and_then(|e| e.console.as_mut())
+                        }
+                    };
+                    console.and_then(Console::take_output_done)
+                })
+            };
+            if let Some(done) = drained {
+                if let Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    done.recv_timeout(crate::console::DRAIN_TIMEOUT)
+                {
+                    tracing::debug!(id, "terminal output still open at exit (a child keeps it)");
+                }
+            }
             let exited_at = Timestamp::now();
             {
                 let mut tasks = service.lock();
@@ -492,7 +515,25 @@ impl Service {
             tracing::debug!(prepared = prepared.is_some(), "prepared");
             wasmbay_runtime_bridge::dev_setup::prepare_bundle_dev(&bundle, &spec)?;
             std::fs::create_dir_all(&self.inner.state_root)?;
-            let [stdin, stdout, stderr] = open_stdio(&req.stdin, &req.stdout, &req.stderr)?;
+            let spec_terminal = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            if spec_terminal != req.terminal {
+                anyhow::bail!(
+                    "{}/config.json: process.terminal is {spec_terminal} but the create request's terminal is {}",
+                    bundle.display(),
+                    req.terminal
+                );
+            }
+            // With a terminal the process's stdio is the pty libcontainer makes; the fifos are
+            // the console's to copy.
+            let console_socket = req.terminal.then(crate::console::bind_socket).transpose()?;
+            let stdio = match console_socket {
+                Some(_) => None,
+                None => Some(open_stdio(&req.stdin, &req.stdout, &req.stderr)?),
+            };
             tracing::debug!("stdio open, building");
             let _span = tracing::info_span!("container.create").entered();
             let (prepared, code) = match prepared.as_ref().map(PreparedArtifact::to_wire) {
@@ -517,7 +558,8 @@ impl Service {
                 crate::cgroup_driver::use_systemd(req.options.as_ref(), cgroups_path.as_deref())?;
             tracing::debug!(systemd = order.systemd, cgroups_path, "cgroup driver");
             order.prepared = prepared;
-            order.stdio = true;
+            order.stdio = stdio.is_some();
+            order.console_socket = console_socket.as_ref().map(|s| s.path().to_path_buf());
             let zygote = self
                 .inner
                 .zygote
@@ -525,15 +567,29 @@ impl Service {
                 .context("this shim process has no zygote to create containers")?;
             let pid = zygote.create(
                 &order,
-                Some([&stdin, &stdout, &stderr]),
+                stdio.as_ref().map(|[i, o, e]| [i, o, e]),
                 code.as_ref().map(|fd| fd.as_fd()),
                 true,
             )?;
-            let container = Container::load(self.inner.state_root.join(&req.id))
+            let mut container = Container::load(self.inner.state_root.join(&req.id))
                 .with_context(|| format!("loading the state of container {}", req.id))?;
-            Ok::<_, anyhow::Error>((container, pid, order.engine))
+            let console = match &console_socket {
+                Some(socket) => match Console::start(socket, &req.stdin, &req.stdout) {
+                    Ok(console) => Some(console),
+                    Err(e) => {
+                        // The init exists but cannot be reached: it goes, with its container.
+                        kill_and_reap(pid, ABANDON_REAP);
+                        let _ =
+                            wasmbay_runtime_bridge::delete::delete_container(&mut container, true);
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("the terminal of container {}", req.id)));
+                    }
+                },
+                None => None,
+            };
+            Ok::<_, anyhow::Error>((container, pid, order.engine, console))
         })();
-        let (container, pid, engine) = match result {
+        let (container, pid, engine, console) = match result {
             Ok(created) => created,
             Err(e) => {
                 if let Some(rootfs) = &mounted {
@@ -564,11 +620,33 @@ impl Service {
                 cgroup_v2,
                 engine,
                 execs: HashMap::new(),
+                console,
             },
         );
         self.watch(req.id.clone(), None, pid);
         self.watch_oom(&req.id);
         Ok(pid as u32)
+    }
+}
+
+/// How long a process the shim gives up on (its terminal never came) may take to die.
+const ABANDON_REAP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGKILLs this shim's child `pid` and reaps it, waiting at most `limit`.
+fn kill_and_reap(pid: i32, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    // SAFETY: kill has no memory effects; `pid` is this shim's child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    loop {
+        // SAFETY: waitpid with a null status writes nothing; it reaps only `pid`.
+        let reaped = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if reaped != 0 || std::time::Instant::now() >= deadline {
+            if reaped == 0 {
+                tracing::warn!(pid, "abandoned process did not end in time");
+            }
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -951,7 +1029,7 @@ impl Service {
 
     /// Makes exec `exec_id` of task `id` through the zygote, as a tenant of the container.
     fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<api::StartResponse> {
-        let (order, stdio) = {
+        let prepared = {
             let tasks = self.lock();
             let task = tasks.get(id).ok_or_else(|| not_found(id))?;
             if task.phase != Phase::Running {
@@ -971,36 +1049,69 @@ impl Service {
                 task.engine.clone(),
             );
             order.exec_process = Some(exec.spec_file.clone());
-            order.stdio = true;
-            let stdio = open_stdio(&exec.stdin, &exec.stdout, &exec.stderr).map_err(internal)?;
-            (order, stdio)
+            let (stdio, console_socket) = if exec.terminal {
+                let socket = crate::console::bind_socket().map_err(internal)?;
+                order.console_socket = Some(socket.path().to_path_buf());
+                (None, Some(socket))
+            } else {
+                let stdio =
+                    open_stdio(&exec.stdin, &exec.stdout, &exec.stderr).map_err(internal)?;
+                (Some(stdio), None)
+            };
+            order.stdio = stdio.is_some();
+            (
+                order,
+                stdio,
+                console_socket,
+                [exec.stdin.clone(), exec.stdout.clone()],
+            )
         };
+        let (order, stdio, console_socket, [stdin, stdout]) = prepared;
         let zygote = self
             .inner
             .zygote
             .get()
             .ok_or_else(|| internal("this shim process has no zygote to create processes"))?;
+        // containerd does not delete an exec whose start failed: it is gone now.
+        let forget = || {
+            let removed = self
+                .lock()
+                .get_mut(id)
+                .and_then(|t| t.execs.remove(exec_id));
+            if let Some(exec) = removed {
+                exec.remove_files();
+            }
+        };
         // Outside the task lock: the exec's create takes milliseconds to seconds.
-        let [stdin, stdout, stderr] = &stdio;
-        let pid = match zygote.create(&order, Some([stdin, stdout, stderr]), None, true) {
+        let pid = match zygote.create(
+            &order,
+            stdio.as_ref().map(|[i, o, e]| [i, o, e]),
+            None,
+            true,
+        ) {
             Ok(pid) => pid,
             Err(e) => {
-                // containerd does not delete an exec whose start failed: it is gone now.
-                let removed = self
-                    .lock()
-                    .get_mut(id)
-                    .and_then(|t| t.execs.remove(exec_id));
-                if let Some(exec) = removed {
-                    exec.remove_files();
-                }
+                forget();
                 return Err(internal(e));
             }
+        };
+        let console = match &console_socket {
+            Some(socket) => match Console::start(socket, &stdin, &stdout) {
+                Ok(console) => Some(console),
+                Err(e) => {
+                    kill_and_reap(pid, ABANDON_REAP);
+                    forget();
+                    return Err(internal(format!("exec {exec_id} of task {id}: {e}")));
+                }
+            },
+            None => None,
         };
         {
             let mut tasks = self.lock();
             if let Some(exec) = tasks.get_mut(id).and_then(|t| t.execs.get_mut(exec_id)) {
                 exec.pid = pid as u32;
                 exec.phase = ExecPhase::Running;
+                exec.console = console;
             }
         }
         self.watch(id.to_string(), Some(exec_id.to_string()), pid);
@@ -1149,17 +1260,37 @@ impl Service {
         Err(unsupported("checkpoint"))
     }
 
-    pub(crate) fn resize_pty(&self, _req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
-        Err(unsupported("terminals (resize_pty)"))
+    /// Sets the size of the terminal of the task's init or of exec `exec_id`; a process
+    /// without one has nothing to resize (runc's shim answers the same).
+    pub(crate) fn resize_pty(&self, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+        let tasks = self.lock();
+        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let console = if req.exec_id.is_empty() {
+            task.console.as_ref()
+        } else {
+            exec_of(task, &req.id, &req.exec_id)?.console.as_ref()
+        };
+        if let Some(console) = console {
+            console
+                .resize(req.width, req.height)
+                .map_err(|e| invalid_argument(e.to_string()))?;
+        }
+        Ok(api::Empty::new())
     }
 
-    /// The shim keeps no copy of a task's stdin (the container holds the only one), so there
-    /// is nothing of its own to close.
+    /// Without a terminal the shim keeps no copy of a process's stdin (the process holds the
+    /// only one), so there is nothing of its own to close; with one, the copy into the
+    /// terminal stops.
     pub(crate) fn close_io(&self, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         let tasks = self.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        if !req.exec_id.is_empty() {
-            exec_of(task, &req.id, &req.exec_id)?;
+        let console = if req.exec_id.is_empty() {
+            task.console.as_ref()
+        } else {
+            exec_of(task, &req.id, &req.exec_id)?.console.as_ref()
+        };
+        if let Some(console) = console {
+            console.close_stdin();
         }
         Ok(api::Empty::new())
     }

@@ -923,3 +923,104 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// `command` run by util-linux `script` under a pty of its own, as a user's terminal: ctr's
+/// `-t` takes its console from its stdin. None, with the reason, where `script` is missing.
+fn under_a_terminal(command: &std::process::Command) -> Result<std::process::Command, String> {
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("util-linux `script` is not installed (package bsdutils)")?;
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(quote)
+        .collect();
+    let mut wrapped = std::process::Command::new(script);
+    // -e: answer the command's exit status; -q: no banner; the typescript goes nowhere.
+    wrapped.args(["-qec", &line.join(" "), "/dev/null"]);
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    Ok(wrapped)
+}
+
+#[test]
+fn a_terminal_serves_a_wasm_init_and_a_wasm_exec() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let image = import(&cd, dir.path(), "tty-target", EXEC_TARGET);
+
+    // The init on a terminal, in the foreground: its output comes through the pty.
+    let mut run = cd.ctr_run();
+    run.args([
+        "-t",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        &image,
+        "tty-init",
+        "/app.wat",
+    ]);
+    let mut run = match under_a_terminal(&run) {
+        Ok(command) => command,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let out = wasmbay_testkit::run_with_timeout(&mut run, *TIMEOUT).unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{out:?}\n{}", cd.log_tail());
+    // A terminal turns the guest's "\n" into "\r\n" (and script's own pty once more).
+    assert!(said.contains("from exec\r"), "{said:?}");
+
+    // An exec with a terminal into a running task, then one without, beside it.
+    let id = "tty-task";
+    let mut start = cd.ctr_run();
+    start.args(["-d", "--runtime", RUNTIME, &image, id, "/app.wat#wait"]);
+    cd.run_ok(&mut start, *TIMEOUT).unwrap();
+    let shims = shims_of(&cd);
+    let mut exec = cd.ctr();
+    exec.args(["tasks", "exec", "-t", "--exec-id", "t1", id, "/app.wat"]);
+    let out =
+        wasmbay_testkit::run_with_timeout(&mut under_a_terminal(&exec).unwrap(), *TIMEOUT).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}\n{}", cd.log_tail());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("from exec\r"),
+        "{out:?}"
+    );
+    let plain = wasmbay_testkit::run_with_timeout(
+        cd.ctr()
+            .args(["tasks", "exec", "--exec-id", "t2", id, "/app.wat"]),
+        *TIMEOUT,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            plain.status.code(),
+            String::from_utf8_lossy(&plain.stdout).as_ref()
+        ),
+        (Some(5), "from exec\n"),
+        "{plain:?}"
+    );
+    // No console socket of the task's shim is left once its terminals are made.
+    let left: Vec<_> = std::fs::read_dir("/run/wasmbay-shim/consoles")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            let pid = name.split('-').next().unwrap_or_default();
+            shims.iter().any(|s| s.to_string() == pid)
+        })
+        .collect();
+    assert!(left.is_empty(), "console sockets left: {left:?}");
+    kill_and_remove(&cd, id);
+}

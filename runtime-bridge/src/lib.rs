@@ -12,6 +12,7 @@
 //! [`Executor`]: libcontainer::workload::Executor
 
 pub mod cgroup_warmup;
+pub mod console_socket;
 pub mod delete;
 pub mod dev_setup;
 mod exec_caps;

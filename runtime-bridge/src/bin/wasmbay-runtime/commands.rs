@@ -231,9 +231,11 @@ pub fn run(global: &Global, args: Run) -> Result<i32> {
 /// `--detach` it waits and answers the process's exit status.
 pub fn exec(global: &Global, args: Exec) -> Result<i32> {
     let zygote = zygote()?;
-    if args.tty || args.console_socket.is_some() {
+    // The pty is made inside the container and its master sent to the caller, as runc's
+    // shim asks; runc's own copying of a terminal in the foreground is not done here.
+    if args.tty && args.console_socket.is_none() {
         bail!(
-            "exec into {}: terminals (--tty, --console-socket) are not supported yet",
+            "exec into {}: --tty needs --console-socket, where the terminal is sent",
             args.container_id
         );
     }
@@ -254,6 +256,7 @@ pub fn exec(global: &Global, args: Exec) -> Result<i32> {
                 .clone()
                 .with_context(|| format!("{}/config.json has no process", bundle.display()))?;
             process.set_args(Some(args.command.clone()));
+            process.set_terminal(Some(args.tty));
             if let Some(cwd) = &args.cwd {
                 process.set_cwd(cwd.clone());
             }
@@ -273,6 +276,7 @@ pub fn exec(global: &Global, args: Exec) -> Result<i32> {
     let mut order = CreateOrder::new(&args.container_id, bundle, global.root.clone(), engine);
     order.exec_process = args.process.clone().or_else(|| written.clone());
     order.pid_file = args.pid_file.clone();
+    order.console_socket = args.console_socket.clone();
     order.detach = args.detach;
     order.preserve_fds = args.preserve_fds;
     if !args.detach {
