@@ -20,6 +20,110 @@ const HELLO: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 22))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
+/// `_start` prints and exits 5 (the exec'd command); `wait` sleeps a minute (the container).
+const EXEC_TARGET: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "from exec\n")
+  (func (export "_start")
+    (i32.store (i32.const 200) (i32.const 256))
+    (i32.store (i32.const 204) (i32.const 10))
+    (drop (call $w (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
+    (call $exit (i32.const 5)))
+  (func (export "wait")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+/// What a streaming exec gave: its stdout and stderr channels and its exit code.
+#[derive(Debug, Default)]
+struct Streamed {
+    stdout: String,
+    stderr: String,
+    exit_code: Option<i32>,
+}
+
+/// kubectl's side of a streaming exec: the URL the CRI's `Exec` answered, over WebSocket
+/// with Kubernetes' `v4.channel.k8s.io` framing (a first byte naming the channel: 0 stdin,
+/// 1 stdout, 2 stderr, 3 the status, 4 terminal sizes). Sends `size` and then `stdin`, reads
+/// until the server closes, every read bounded.
+fn stream_exec(url: &str, size: Option<(u16, u16)>, stdin: &[u8]) -> Streamed {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::Message;
+    let url = url.replacen("http://", "ws://", 1);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .expect("a WebSocket request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tungstenite::http::HeaderValue::from_static("v4.channel.k8s.io"),
+    );
+    let authority = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_string();
+    let tcp = std::net::TcpStream::connect(&authority).expect("connect to the stream server");
+    tcp.set_read_timeout(Some(*TIMEOUT)).unwrap();
+    tcp.set_write_timeout(Some(*TIMEOUT)).unwrap();
+    let (mut ws, _) = tungstenite::client(request, tcp).expect("WebSocket handshake");
+    let frame = |channel: u8, data: &[u8]| {
+        let mut bytes = vec![channel];
+        bytes.extend_from_slice(data);
+        Message::Binary(bytes.into())
+    };
+    if let Some((width, height)) = size {
+        let resize = format!(r#"{{"Width":{width},"Height":{height}}}"#);
+        ws.send(frame(4, resize.as_bytes())).expect("send a size");
+    }
+    if !stdin.is_empty() {
+        ws.send(frame(0, stdin)).expect("send stdin");
+    }
+    let mut got = Streamed::default();
+    let deadline = Instant::now() + *TIMEOUT;
+    while Instant::now() < deadline {
+        let data = match ws.read() {
+            Ok(Message::Binary(data)) => data.to_vec(),
+            Ok(Message::Close(_)) => break,
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
+            Err(e) => panic!("streaming exec: {e} after {got:?}"),
+        };
+        let Some((&channel, data)) = data.split_first() else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(data);
+        match channel {
+            1 => got.stdout.push_str(&text),
+            2 => got.stderr.push_str(&text),
+            3 if !data.is_empty() => got.exit_code = Some(exit_code_of(&text)),
+            _ => {}
+        }
+    }
+    got
+}
+
+/// The exit code in a v4 status message: 0 on success, else the `ExitCode` cause.
+fn exit_code_of(status: &str) -> i32 {
+    let status: serde_json::Value =
+        serde_json::from_str(status).unwrap_or_else(|e| panic!("status {status:?}: {e}"));
+    if status["status"] == "Success" {
+        return 0;
+    }
+    status["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|cause| cause["reason"] == "ExitCode")
+        .and_then(|cause| cause["message"].as_str()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exit code in {status}"))
+}
+
 /// One CRI runtime-service call, named by its method in errors.
 macro_rules! cri {
     ($client:expr, $method:ident, $request:expr) => {{
@@ -240,6 +344,14 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     let run = |name: &str, image: &str| {
         create_and_start(&cri, &cd, &pod, &sandbox_config, name, image, None)
     };
+    let waiter = import(
+        &cd,
+        dir.path(),
+        "waiter",
+        "app.wat",
+        EXEC_TARGET.as_bytes().to_vec(),
+        &["/app.wat#wait"],
+    );
     let sidecar_id = run("sidecar", &sidecar);
     let app_id = run("app", &app);
 
@@ -263,6 +375,10 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         .collect();
     assert_eq!(shims.len(), 1, "shim processes for pod {pod}: {shims:?}");
 
+    // Made before the execs below: on cgroup v1, libcontainer's cgroup mount reads the host's
+    // /proc at the init's pid in the pod's shared pid namespace, which fails once execs have
+    // pushed that pid past the host's low pids (docs/reliability/report.md).
+    let waiter_id = run("waiter", &waiter);
     // kubectl exec into the Linux sidecar: ExecSync, its output and exit code.
     let exec = |cmd: &[&str]| {
         cri!(
@@ -301,6 +417,66 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         "{ps:?}"
     );
 
+    // ExecSync into a running wasm container: another WebAssembly command of its rootfs.
+    let into_wasm = cri!(
+        cri,
+        exec_sync,
+        api::ExecSyncRequest {
+            container_id: waiter_id.clone(),
+            cmd: vec!["/app.wat".into()],
+            timeout: 20,
+        }
+    )
+    .unwrap_or_else(|e| panic!("exec into wasm: {e}\n{}", cd.log_tail()));
+    assert_eq!(
+        (
+            into_wasm.exit_code,
+            String::from_utf8_lossy(&into_wasm.stdout).as_ref()
+        ),
+        (5, "from exec\n"),
+        "{into_wasm:?}"
+    );
+
+    // kubectl exec's streaming path: the CRI's Exec answers a URL of containerd's stream
+    // server, which makes the exec through the shim.
+    let url = |container_id: &str, cmd: &[&str], tty: bool| {
+        cri!(
+            cri,
+            exec,
+            api::ExecRequest {
+                container_id: container_id.to_string(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin: tty,
+                stdout: true,
+                stderr: !tty,
+            }
+        )
+        .unwrap_or_else(|e| panic!("exec {cmd:?}: {e}\n{}", cd.log_tail()))
+        .url
+    };
+    let streamed = stream_exec(&url(&waiter_id, &["/app.wat"], false), None, b"");
+    assert_eq!(
+        (streamed.exit_code, streamed.stdout.as_str()),
+        (Some(5), "from exec\n"),
+        "{streamed:?}\n{}",
+        cd.log_tail()
+    );
+    // `kubectl exec -it` into the sidecar: a shell on a terminal that the client sized. The
+    // size comes after the start, so the shell looks a few times (bounded).
+    let shell = stream_exec(
+        &url(&sidecar_id, &["/busybox", "sh"], true),
+        Some((100, 40)),
+        b"for i in 1 2 3 4 5 6 7 8 9 10; do s=$(/busybox stty size); \
+          [ \"$s\" = '40 100' ] && break; /busybox sleep 0.2; done; \
+          echo \"size=$s tty=$(/busybox tty)\"; exit 7\n",
+    );
+    assert_eq!(shell.exit_code, Some(7), "{shell:?}\n{}", cd.log_tail());
+    assert!(
+        shell.stdout.contains("size=40 100 tty=/dev/pts/"),
+        "{shell:?}"
+    );
+
     cri!(
         cri,
         stop_container,
@@ -322,7 +498,7 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         }
     )
     .unwrap();
-    for id in [&app_id, &sidecar_id] {
+    for id in [&app_id, &sidecar_id, &waiter_id] {
         cri!(
             cri,
             remove_container,
