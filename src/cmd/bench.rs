@@ -98,6 +98,23 @@ enum What {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// The lost-exit stress at length: guests ending beside a blocked thread of their
+    /// process, through the shim (`ctr run --rm`, parallel clients) and `wasmbay-runtime run`,
+    /// every run bounded; counts right statuses, hangs and what was left. Exit 1 unless clean.
+    Stress {
+        /// Runs through the shim.
+        #[arg(long, default_value_t = 3000)]
+        shim_runs: usize,
+        /// Client threads for the shim runs.
+        #[arg(long, default_value_t = 4)]
+        parallelism: usize,
+        /// Runs through `wasmbay-runtime run`.
+        #[arg(long, default_value_t = 1000)]
+        runtime_runs: usize,
+        /// Write the counts as JSON into this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
         #[arg(long, default_value = engines::DEFAULT_ENGINE)]
@@ -116,6 +133,17 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::Stress {
+            shim_runs,
+            parallelism,
+            runtime_runs,
+            report,
+        } => crate::cmd::bench_stress::run(crate::cmd::bench_stress::StressBench {
+            shim_runs,
+            parallelism,
+            runtime_runs,
+            report,
+        }),
         What::Compute {
             engine,
             runs,
@@ -407,7 +435,7 @@ pub(crate) const HELLO: &str = r#"(module
 
 /// A bundle with a read-only rootfs holding `files`, in the shape `runc spec` produces (pid,
 /// ipc, uts, mount and network namespaces; /proc and /dev mounted).
-fn write_bundle(dir: &Path, files: &[(&str, &[u8])], args: &[&str]) -> Result<()> {
+pub(crate) fn write_bundle(dir: &Path, files: &[(&str, &[u8])], args: &[&str]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let rootfs = dir.join("rootfs");
     for sub in ["proc", "dev", "bin"] {

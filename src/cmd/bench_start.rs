@@ -52,7 +52,7 @@ pub struct StartBench {
     pub report: Option<PathBuf>,
 }
 
-fn image(
+pub(crate) fn image(
     dir: &Path,
     name: &str,
     module_name: &str,

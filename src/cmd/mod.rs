@@ -4,6 +4,7 @@ pub mod bench_compute;
 pub mod bench_parallel;
 pub mod bench_report;
 pub mod bench_start;
+pub mod bench_stress;
 pub mod bench_svg;
 pub mod bench_trace;
 pub mod cache;
