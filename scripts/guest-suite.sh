@@ -91,7 +91,7 @@ trap 'rm -f "$plan"' EXIT
         echo "step $repo/runtime-bridge ${tests[containerd]} --test-threads 1"
         echo "step $repo $repo/target/debug/wasmbay conformance --matrix --frontends containerd --jobs 2 --timeout-scale 4 conformance/corpus ../shared/conformance/wasi-testsuite/tests/assemblyscript/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip1"
     else
-        echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes exec_runs"
+        echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes exec_runs a_terminal"
         echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets a_pod_with_a_wasm"
         echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side"
     fi

@@ -172,9 +172,7 @@ mod tests {
         // A connection that sends nothing descriptive is refused too.
         let peer = UnixStream::connect(&path).expect("connect");
         crate::fd_passing::send(peer.as_fd(), b"no fd", &[]).expect("send");
-        let err = socket
-            .receive(Duration::from_secs(5))
-            .expect_err("refused");
+        let err = socket.receive(Duration::from_secs(5)).expect_err("refused");
         assert!(
             matches!(err, ConsoleSocketError::NoTerminal { .. }),
             "{err}"

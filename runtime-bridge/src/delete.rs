@@ -6,6 +6,11 @@
 //! systemd to stop a unit it no longer knows, and libcontainer gives up there, before the
 //! poststop hooks and before removing the container's state: the container could then never be
 //! deleted. runc takes "unit not loaded" as already stopped, and so does this.
+//!
+//! The state directory's removal can also race a `kill` of the same container: the signal
+//! ends the guest, the foreground `run` deletes, and the kill's save of the new status writes
+//! `state.json` into the directory being removed ("Directory not empty"). Everything else of
+//! the delete is done by then, so the removal alone is tried again, a bounded few times.
 
 use libcontainer::config::YoukiConfig;
 use libcontainer::container::Container;
@@ -23,7 +28,32 @@ pub fn delete_container(container: &mut Container, force: bool) -> Result<(), Li
             );
             finish_delete(container)
         }
+        Err(LibcontainerError::OtherIO(e)) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+            tracing::debug!(
+                id = container.id(),
+                "the state directory filled while being removed (a concurrent save); again"
+            );
+            remove_state_dir(container)
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// How often the state directory's removal is tried after a concurrent save refilled it.
+const REMOVE_ATTEMPTS: u32 = 5;
+
+fn remove_state_dir(container: &Container) -> Result<(), LibcontainerError> {
+    let mut attempt = 0;
+    loop {
+        match std::fs::remove_dir_all(&container.root) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && attempt < REMOVE_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(LibcontainerError::OtherIO(e)),
+        }
     }
 }
 
@@ -47,11 +77,7 @@ fn finish_delete(container: &mut Container) -> Result<(), LibcontainerError> {
             )?;
         }
     }
-    match std::fs::remove_dir_all(&container.root) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(LibcontainerError::OtherIO(e)),
-    }
+    remove_state_dir(container)
 }
 
 #[cfg(test)]
