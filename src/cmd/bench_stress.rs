@@ -251,6 +251,7 @@ fn through_the_runtime(bench: &StressBench, runtime: &Path, work: &Path) -> Resu
         frontend: "wasmbay-runtime run",
         ..Outcome::default()
     };
+    let cgroups_before = top_level_cgroups();
     let started = Instant::now();
     for i in 0..bench.runtime_runs {
         let (bundle, name, code) = &bundles[i % bundles.len()];
@@ -272,5 +273,36 @@ fn through_the_runtime(bench: &StressBench, runtime: &Path, work: &Path) -> Resu
             .left_behind
             .push(format!("{left} state directories"));
     }
+    let mounts = wasmbay_testkit::mounts_under(work).len();
+    if mounts > 0 {
+        outcome.left_behind.push(format!("{mounts} mounts"));
+    }
+    let processes = wasmbay_testkit::processes_rooted_under(work).len();
+    if processes > 0 {
+        outcome.left_behind.push(format!("{processes} processes"));
+    }
+    let cgroups = top_level_cgroups().saturating_sub(cgroups_before);
+    if cgroups > 0 {
+        outcome.left_behind.push(format!("{cgroups} cgroups"));
+    }
     Ok(outcome)
+}
+
+/// The cgroups directly under the root of the pids hierarchy (v1) or the unified one (v2):
+/// a container without a `cgroupsPath` gets one there (libcontainer's `:youki:<id>`).
+fn top_level_cgroups() -> usize {
+    let root = Path::new("/sys/fs/cgroup");
+    let root = if root.join("cgroup.controllers").exists() {
+        root.to_path_buf()
+    } else {
+        root.join("pids")
+    };
+    std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .count()
+        })
+        .unwrap_or(0)
 }
