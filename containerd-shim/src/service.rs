@@ -629,6 +629,42 @@ impl Service {
     }
 }
 
+/// The artifact of an exec's WebAssembly command, when its program is a wasm file of the
+/// container's rootfs: the container's spec with the exec's process, prepared like an init's.
+/// `None` for a Linux program or a path only the container can resolve (the tenant then
+/// reports on its own).
+fn prepare_exec(
+    order: &CreateOrder,
+) -> anyhow::Result<
+    Option<(
+        wasmbay_runtime_bridge::prepare::PreparedWire,
+        std::os::fd::OwnedFd,
+    )>,
+> {
+    use anyhow::Context as _;
+    let Some(process_file) = &order.exec_process else {
+        return Ok(None);
+    };
+    let config = order.bundle.join("config.json");
+    let mut spec = Spec::load(&config).with_context(|| config.display().to_string())?;
+    let process = std::fs::read(process_file)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+        .with_context(|| process_file.display().to_string())?;
+    spec.set_process(Some(process));
+    let prepared = prepare(
+        &order.bundle,
+        &spec,
+        &order.engine,
+        Some(ModuleCache::default_location()),
+    )?;
+    prepared
+        .as_ref()
+        .map(PreparedArtifact::to_wire)
+        .transpose()
+        .context("handing the prepared module to the zygote")
+}
+
 /// How long a process the shim gives up on (its terminal never came) may take to die.
 const ABANDON_REAP: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -1066,7 +1102,7 @@ impl Service {
                 [exec.stdin.clone(), exec.stdout.clone()],
             )
         };
-        let (order, stdio, console_socket, [stdin, stdout]) = prepared;
+        let (mut order, stdio, console_socket, [stdin, stdout]) = prepared;
         let zygote = self
             .inner
             .zygote
@@ -1082,11 +1118,26 @@ impl Service {
                 exec.remove_files();
             }
         };
+        // A WebAssembly command is compiled (or found in the cache) here on the host, as an
+        // init's module is, so the tenant maps the artifact instead of compiling it there.
+        let code = match prepare_exec(&order) {
+            Ok(Some((wire, fd))) => {
+                order.prepared = Some(wire);
+                Some(fd)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                forget();
+                return Err(invalid_argument(format!(
+                    "exec {exec_id} of task {id}: {e:#}"
+                )));
+            }
+        };
         // Outside the task lock: the exec's create takes milliseconds to seconds.
         let pid = match zygote.create(
             &order,
             stdio.as_ref().map(|[i, o, e]| [i, o, e]),
-            None,
+            code.as_ref().map(|fd| fd.as_fd()),
             true,
         ) {
             Ok(pid) => pid,

@@ -881,6 +881,16 @@ fn exec_runs_another_wasm_command_in_a_running_wasm_task() {
         "{out:?}\n{}",
         cd.log_tail()
     );
+    // The exec's module went through the host-side preparation (and its cache), as the
+    // init's did, rather than being compiled inside the tenant.
+    let log = std::fs::read_to_string(dir.path().join("shim.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("artifact prepared") && l.contains("app.wat"))
+            .count()
+            >= 2,
+        "no host-side preparation of the exec'd module in the shim log:\n{log}"
+    );
     // A second exec of the same id once the first was deleted, and the init unharmed.
     let again = exec("e1", &["/app.wat"]);
     assert_eq!(again.status.code(), Some(5), "{again:?}");
