@@ -93,7 +93,8 @@ trap 'rm -f "$plan"' EXIT
     else
         echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes exec_runs a_terminal"
         echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets a_pod_with_a_wasm"
-        echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side"
+        echo "step $repo/containerd-shim ${tests[faults]} --test-threads 1"
+        echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side the_wasm_init read_only"
     fi
     echo 'exit $status'
 } >"$plan"

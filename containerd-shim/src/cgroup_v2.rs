@@ -55,10 +55,21 @@ fn oom_kills(dir: &Path) -> io::Result<u64> {
     Ok(flat_keyed(&text).get("oom_kill").copied().unwrap_or(0))
 }
 
+/// Stops its OOM watcher when dropped (the task's delete).
+///
+/// An inotify watch pins the inode it watches, so a removed cgroup's `memory.events` never
+/// reports its own deletion and a watcher waiting for that would stay, with its descriptor,
+/// for every container the shim ever ran (seen on cgroup v2: one thread and one fd per
+/// lifecycle). The watcher waits on this pipe as well and ends when its write end closes.
+pub struct OomWatch {
+    _stop: File,
+}
+
 /// Calls `on_oom` each time the OOM killer kills inside the cgroup at `dir` (its `oom_kill`
-/// count in `memory.events` grows), on a thread of its own, until the cgroup is removed.
-/// The kernel signals every change of `memory.events` to inotify as a modification.
-pub fn watch_oom(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> io::Result<()> {
+/// count in `memory.events` grows), on a thread of its own, until the returned [`OomWatch`]
+/// is dropped. The kernel signals every change of `memory.events` to inotify as a
+/// modification.
+pub fn watch_oom(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> io::Result<OomWatch> {
     let events = dir.join("memory.events");
     let path = CString::new(events.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the cgroup path"))?;
@@ -77,14 +88,44 @@ pub fn watch_oom(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> io::Result
             io::Error::last_os_error()
         )));
     }
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `ends`; they are owned right below.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just made and nothing else owns them.
+    let (stopped, stop) = unsafe { (File::from_raw_fd(ends[0]), File::from_raw_fd(ends[1])) };
     let mut seen = oom_kills(&dir)?;
     std::thread::Builder::new()
         .name("oom-watch-v2".into())
         .spawn(move || {
-            // Several events fit; each is at least the 16-byte header. IN_IGNORED (the
-            // cgroup's removal) also ends the read loop, as the next read of the file fails.
+            // Several events fit; each is at least the 16-byte header.
             let mut buffer = [0u8; 4096];
             loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: notify.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: stopped.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: `fds` is two live pollfds for the duration of the call.
+                let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if ready < 0 {
+                    if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    break;
+                }
+                // The write end closed (or anything arrived on it): the task is gone.
+                if fds[1].revents != 0 {
+                    break;
+                }
                 match notify.read(&mut buffer) {
                     Ok(0) => break,
                     Ok(_) => {}
@@ -98,7 +139,7 @@ pub fn watch_oom(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> io::Result
                 seen = now;
             }
         })?;
-    Ok(())
+    Ok(OomWatch { _stop: stop })
 }
 
 /// `key value` lines (`memory.stat`, `memory.events`, `cpu.stat`, `io.stat` entries) as a map;

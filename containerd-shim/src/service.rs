@@ -127,6 +127,8 @@ struct Task {
     execs: HashMap<String, ExecProc>,
     /// The init's terminal, when it was made with one.
     console: Option<Console>,
+    /// The cgroup v2 OOM watcher, which ends when this is dropped with the task.
+    oom_watch: Option<crate::cgroup_v2::OomWatch>,
 }
 
 struct Inner {
@@ -426,15 +428,21 @@ impl Service {
             service.publish(topics::TASK_OOM_EVENT_TOPIC, event);
         };
         let watched = match (v2, v1) {
-            (Some(dir), _) => crate::cgroup_v2::watch_oom(dir, on_oom),
-            (None, Some(dir)) => crate::oom::watch_v1(dir, on_oom),
+            (Some(dir), _) => crate::cgroup_v2::watch_oom(dir, on_oom).map(Some),
+            // v1 signals the eventfd when the cgroup goes, which ends that watcher.
+            (None, Some(dir)) => crate::oom::watch_v1(dir, on_oom).map(|()| None),
             (None, None) => {
                 tracing::debug!(id, "no memory cgroup found; OOM events not watched");
                 return;
             }
         };
-        if let Err(e) = watched {
-            tracing::warn!(id, error = %e, "cannot watch for OOM");
+        match watched {
+            Ok(handle) => {
+                if let Some(task) = self.lock().get_mut(id) {
+                    task.oom_watch = handle;
+                }
+            }
+            Err(e) => tracing::warn!(id, error = %e, "cannot watch for OOM"),
         }
     }
 
@@ -621,6 +629,7 @@ impl Service {
                 engine,
                 execs: HashMap::new(),
                 console,
+                oom_watch: None,
             },
         );
         self.watch(req.id.clone(), None, pid);

@@ -75,6 +75,7 @@ fn containerd_killed_and_restarted_finds_its_running_wasm_containers() {
     let brief_pid = run_detached(&cd, &brief, "brief", &[]);
     let shims_before = shims_of(&cd);
     assert_eq!(shims_before.len(), RUNNING + 1, "one shim per container");
+    let brief_shim = common::parent_of(brief_pid);
 
     cd.crash_and_restart(Duration::from_secs(brief_seconds + 2))
         .unwrap_or_else(|e| panic!("containerd did not come back: {e}"));
@@ -92,18 +93,36 @@ fn containerd_killed_and_restarted_finds_its_running_wasm_containers() {
             cd.log_tail()
         );
     }
-    assert_eq!(
-        shims_of(&cd),
-        shims_before,
-        "the shims are the same processes"
-    );
+    // The running containers' shims are the same processes. The brief container's may have
+    // gone already: containerd 1.7 finishes a task that ended while it was down as it
+    // reconnects (1.6 does so at the wait below).
+    let shims_after = shims_of(&cd);
+    let expected: Vec<u32> = shims_before
+        .iter()
+        .copied()
+        .filter(|&pid| Some(pid) != brief_shim || shims_after.contains(&pid))
+        .collect();
+    assert_eq!(shims_after, expected, "the shims are the same processes");
 
     let api = ApiClient::connect(cd.address(), cd.namespace()).unwrap();
-    assert_eq!(
-        wait_and_delete(&cd, &api, "brief"),
-        3,
-        "brief's own exit status"
-    );
+    // containerd 1.6 keeps a task that ended while it was down, and Wait answers its status.
+    // 1.7 asks each shim it reconnects to for its pids and deletes a task with none as a
+    // leaked shim (containerd/containerd#6866, for runc's shim as for ours), so there the
+    // task is gone and only its container record remains.
+    match api.wait_task("brief", *TIMEOUT) {
+        Ok(status) => {
+            assert_eq!(status, 3, "brief's own exit status");
+            cd.run_ok(cd.ctr().args(["tasks", "delete", "brief"]), *TIMEOUT)
+                .unwrap();
+        }
+        Err(e) if e.to_string().contains("not found") => {
+            eprintln!("containerd finished `brief` itself as it reconnected ({e})");
+            assert!(task_line(&cd, "brief").is_empty());
+        }
+        Err(e) => panic!("brief: {e}"),
+    }
+    cd.run_ok(cd.ctr().args(["containers", "delete", "brief"]), *TIMEOUT)
+        .unwrap();
     for (n, id) in ids.iter().enumerate() {
         let signal = if n % 2 == 0 { "SIGTERM" } else { "SIGKILL" };
         cd.run_ok(
