@@ -818,6 +818,20 @@ fn write_address(address: &str) -> Result<(), containerd_shim::Error> {
 }
 
 /// Exec `exec_id` of task `id`, or NOT_FOUND naming both.
+/// The terminal of task `id`'s init (`exec_id` empty) or of its exec `exec_id`, if it has one.
+fn console_of<'a>(
+    tasks: &'a HashMap<String, Task>,
+    id: &str,
+    exec_id: &str,
+) -> TtrpcResult<Option<&'a Console>> {
+    let task = tasks.get(id).ok_or_else(|| not_found(id))?;
+    Ok(if exec_id.is_empty() {
+        task.console.as_ref()
+    } else {
+        exec_of(task, id, exec_id)?.console.as_ref()
+    })
+}
+
 fn exec_of<'a>(
     task: &'a Task,
     id: &str,
@@ -1324,13 +1338,7 @@ impl Service {
     /// without one has nothing to resize (runc's shim answers the same).
     pub(crate) fn resize_pty(&self, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
         let tasks = self.lock();
-        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let console = if req.exec_id.is_empty() {
-            task.console.as_ref()
-        } else {
-            exec_of(task, &req.id, &req.exec_id)?.console.as_ref()
-        };
-        if let Some(console) = console {
+        if let Some(console) = console_of(&tasks, &req.id, &req.exec_id)? {
             console
                 .resize(req.width, req.height)
                 .map_err(|e| invalid_argument(e.to_string()))?;
@@ -1343,13 +1351,7 @@ impl Service {
     /// terminal stops.
     pub(crate) fn close_io(&self, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         let tasks = self.lock();
-        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let console = if req.exec_id.is_empty() {
-            task.console.as_ref()
-        } else {
-            exec_of(task, &req.id, &req.exec_id)?.console.as_ref()
-        };
-        if let Some(console) = console {
+        if let Some(console) = console_of(&tasks, &req.id, &req.exec_id)? {
             console.close_stdin();
         }
         Ok(api::Empty::new())

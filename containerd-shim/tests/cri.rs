@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{containerd_config, HOG, RUNTIME, SPIN};
+use common::{containerd_config, EXEC_TARGET, HOG, RUNTIME, SPIN};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::cri::{api, CriClient};
 use wasmbay_testkit::{processes_mentioning, require_root, CriRuntime, PrivateContainerd};
@@ -19,24 +19,6 @@ const HELLO: &str = r#"(module
     (i32.store (i32.const 0) (i32.const 16))
     (i32.store (i32.const 4) (i32.const 22))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
-/// `_start` prints and exits 5 (the exec'd command); `wait` sleeps a minute (the container).
-const EXEC_TARGET: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 256) "from exec\n")
-  (func (export "_start")
-    (i32.store (i32.const 200) (i32.const 256))
-    (i32.store (i32.const 204) (i32.const 10))
-    (drop (call $w (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
-    (call $exit (i32.const 5)))
-  (func (export "wait")
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const 60000000000))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
 
 /// What a streaming exec gave: its stdout and stderr channels and its exit code.
 #[derive(Debug, Default)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    containerd_config, import, kill_and_remove, run_detached, shims_of, task_line, HOG, RUNTIME,
-    SPIN, TIMEOUT,
+    containerd_config, import, kill_and_remove, run_detached, shims_of, task_line, EXEC_TARGET,
+    HOG, RUNTIME, SPIN, TIMEOUT,
 };
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::{require_root, PrivateContainerd};
@@ -824,25 +824,6 @@ fn sixteen_concurrent_creates_into_one_namespace_shim_all_finish() {
         String::from_utf8_lossy(&tasks.stdout)
     );
 }
-
-/// `_start` prints "from exec" and exits 5; `wait` sleeps a minute (the init's entrypoint,
-/// `/app.wat#wait`), so one module serves as both a running task and a command to exec.
-const EXEC_TARGET: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 256) "from exec\n")
-  (func (export "_start")
-    (i32.store (i32.const 200) (i32.const 256))
-    (i32.store (i32.const 204) (i32.const 10))
-    (drop (call $w (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
-    (call $exit (i32.const 5)))
-  (func (export "wait")
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const 60000000000))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
 
 #[test]
 fn exec_runs_another_wasm_command_in_a_running_wasm_task() {

@@ -44,29 +44,23 @@ const ARGS_ENV: &str = r#"(module
     (drop (call $eget (i32.const 1024) (i32.const 16384)))
     (call $dump (i32.const 16384) (i32.load (i32.const 20)))))"#;
 
-/// Tries to create `/written` in the root preopen (fd 3), asking for every right preview 1
-/// defines (bits 0..29; undefined bits trap in wasmtime-wasi); exits with the WASI errno (0 if
-/// the write succeeded).
-const WRITE_ROOT: &str = r#"(module
+/// A guest that tries to create `path` under the root preopen (fd 3), asking for every right
+/// preview 1 defines (bits 0..29; undefined bits trap in wasmtime-wasi), and exits with the
+/// WASI errno (0 if the create succeeded).
+fn write_at(path: &str) -> String {
+    format!(
+        r#"(module
   (import "wasi_snapshot_preview1" "path_open"
     (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
-  (data (i32.const 64) "written")
+  (data (i32.const 64) "{path}")
   (func (export "_start")
-    (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 7)
-      (i32.const 1) (i64.const 0x3fffffff) (i64.const 0x3fffffff) (i32.const 0) (i32.const 128)))))"#;
-
-/// As [`WRITE_ROOT`], for `data/written`: a file under a mount at `/data`.
-const WRITE_DATA: &str = r#"(module
-  (import "wasi_snapshot_preview1" "path_open"
-    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "data/written")
-  (func (export "_start")
-    (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 12)
-      (i32.const 1) (i64.const 0x3fffffff) (i64.const 0x3fffffff) (i32.const 0) (i32.const 128)))))"#;
+    (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const {len})
+      (i32.const 1) (i64.const 0x3fffffff) (i64.const 0x3fffffff) (i32.const 0) (i32.const 128)))))"#,
+        len = path.len()
+    )
+}
 
 /// WASI's `errno::rofs`: the kernel's answer to a write on a read-only mount.
 const ERRNO_ROFS: i32 = 69;
@@ -327,7 +321,11 @@ fn read_only_rootfs_refuses_writes_from_wasm_and_native() {
     }
     let Some(busybox) = busybox() else { return };
     let rt = Runtime::new();
-    let b = rt.bundle(&[("/write.wat", &wat(WRITE_ROOT))], &["/write.wat"], &[]);
+    let b = rt.bundle(
+        &[("/write.wat", &wat(&write_at("written")))],
+        &["/write.wat"],
+        &[],
+    );
     let out = rt.run(&b);
     assert_eq!(
         out.status.code(),
@@ -343,8 +341,15 @@ fn read_only_rootfs_refuses_writes_from_wasm_and_native() {
     std::fs::create_dir_all(&host_dir).unwrap();
     // The kernel says EROFS; wasmtime-wasi 48 has no arm for it in its errno table and
     // answers `io` (29), which the report lists as an upstream deviation.
-    for (module, expected) in [(WRITE_DATA, [ERRNO_ROFS, ERRNO_IO]), (WRITE_ROOT, [0, 0])] {
-        let b = rt.bundle(&[("/write.wat", &wat(module))], &["/write.wat"], &[]);
+    for (target, expected) in [
+        ("data/written", [ERRNO_ROFS, ERRNO_IO]),
+        ("written", [0, 0]),
+    ] {
+        let b = rt.bundle(
+            &[("/write.wat", &wat(&write_at(target)))],
+            &["/write.wat"],
+            &[],
+        );
         std::fs::create_dir_all(b.path.join("rootfs/data")).unwrap();
         let path = b.path.join("config.json");
         let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -359,7 +364,7 @@ fn read_only_rootfs_refuses_writes_from_wasm_and_native() {
             out.status
                 .code()
                 .is_some_and(|code| expected.contains(&code)),
-            "{module}: {:?} {}",
+            "{target}: {:?} {}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         );

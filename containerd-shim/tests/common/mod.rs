@@ -150,3 +150,22 @@ pub fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
         .filter(|&pid| parent_of(pid).is_none_or(|parent| !mentioning.contains(&parent)))
         .collect()
 }
+
+/// `_start` prints "from exec" and exits 5; `wait` sleeps a minute (the init's entrypoint,
+/// `/app.wat#wait`), so one module serves as both a running task and a command to exec.
+pub const EXEC_TARGET: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "from exec\n")
+  (func (export "_start")
+    (i32.store (i32.const 200) (i32.const 256))
+    (i32.store (i32.const 204) (i32.const 10))
+    (drop (call $w (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
+    (call $exit (i32.const 5)))
+  (func (export "wait")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
