@@ -58,6 +58,25 @@ pub enum CaseError {
     },
     #[error("{path}: `root` fixture {root} is not a directory")]
     MissingRoot { path: PathBuf, root: String },
+    #[error("{path}: `root` fixture {root:?} must be a relative path below the case's directory (no `..`, not absolute)")]
+    RootOutside { path: PathBuf, root: String },
+}
+
+/// Whether `root` names a directory below the case's own: relative, non-empty, plain names.
+/// The fixture is preopened as the guest's `/`, so `..` or an absolute path would hand the
+/// guest a host directory outside the corpus (`"root": "/"` would be the host's root).
+fn root_stays_below(root: &str) -> bool {
+    let path = Path::new(root);
+    path.components().next().is_some()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+        && path
+            .components()
+            .any(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 impl Case {
@@ -82,6 +101,12 @@ impl Case {
         };
         let root = match &spec.root {
             Some(name) => {
+                if !root_stays_below(name) {
+                    return Err(CaseError::RootOutside {
+                        path: json,
+                        root: name.clone(),
+                    });
+                }
                 let dir = module.parent().unwrap_or(Path::new(".")).join(name);
                 if !dir.is_dir() {
                     return Err(CaseError::MissingRoot {
@@ -122,6 +147,35 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = serde_json::from_str::<CaseSpec>(r#"{"exitcode": 3}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `exitcode`"));
+    }
+
+    /// Found by `cargo fuzz run conformance_inputs` (fuzz/corpus/conformance_inputs/
+    /// regression_root_*): a `root` of `/` or `../x` was joined onto the case's directory and
+    /// preopened, outside the corpus.
+    #[test]
+    fn roots_outside_the_case_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = dir.path().join("suite");
+        std::fs::create_dir_all(suite.join("fs.dir/sub")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside.dir")).unwrap();
+        let module = suite.join("c.wat");
+        std::fs::write(&module, "(module)").unwrap();
+        for bad in ["/", "../outside.dir", "fs.dir/../../outside.dir", "", "."] {
+            let spec = serde_json::json!({ "root": bad }).to_string();
+            std::fs::write(suite.join("c.json"), spec).unwrap();
+            let err = Case::load("s", &module).unwrap_err();
+            assert!(
+                matches!(err, CaseError::RootOutside { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("`root`"), "{err}");
+        }
+        for good in ["fs.dir", "./fs.dir", "fs.dir/sub"] {
+            let spec = serde_json::json!({ "root": good }).to_string();
+            std::fs::write(suite.join("c.json"), spec).unwrap();
+            let case = Case::load("s", &module).unwrap();
+            assert!(case.root.unwrap().starts_with(&suite), "{good:?}");
+        }
     }
 
     #[test]

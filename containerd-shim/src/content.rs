@@ -17,21 +17,7 @@ use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, Read
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use serde_json::Value;
-
-/// Layer media types that hold a wasm module or component: the one wasmbay writes and runwasi
-/// reads, the CNCF Wasm OCI artifact's `application/wasm`, and the older variants other tools
-/// still write.
-pub const WASM_LAYER_MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-    "application/wasm",
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.module.wasm.content.layer.v1+wasm",
-];
-
-const INDEX_MEDIA_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+use wasmbay_oci_image::read::{is_index_media_type, pick_manifest, select_wasm_layer};
 
 /// The blob read limit for manifests and indexes; anything larger is not an image document.
 const MAX_DOCUMENT_BYTES: usize = 4 << 20;
@@ -211,14 +197,20 @@ impl ContentStore {
             .and_then(|i| i.target)
             .ok_or_else(|| image_err("has no target descriptor".to_string()))?;
         let mut manifest_digest = target.digest.clone();
-        if INDEX_MEDIA_TYPES.contains(&target.media_type.as_str()) {
+        if is_index_media_type(&target.media_type) {
             let index = self.document(&image, &target.digest)?;
-            manifest_digest = pick_manifest(&index).ok_or_else(|| {
+            manifest_digest = pick_manifest(&index, host_architecture()).ok_or_else(|| {
                 image_err("its index has no manifest for wasm or this host".into())
             })?;
         }
         let manifest = self.document(&image, &manifest_digest)?;
-        select_layer(&image, &manifest, argv0)
+        let chosen = select_wasm_layer(&manifest, argv0)
+            .map_err(|e| image_err(format!("manifest {manifest_digest}: {e}")))?;
+        Ok(chosen.map(|layer| WasmLayer {
+            image: image.clone(),
+            digest: layer.digest,
+            media_type: layer.media_type,
+        }))
     }
 
     /// Reads the layer's bytes.
@@ -236,148 +228,20 @@ fn host_architecture() -> &'static str {
     }
 }
 
-/// The manifest of an index to use: one for wasm (`wasip1`/`wasip2`/`wasi` on `wasm`) first,
-/// else one for this host, else the only one.
-fn pick_manifest(index: &Value) -> Option<String> {
-    let manifests = index.get("manifests")?.as_array()?;
-    let platform_of = |m: &Value| {
-        let p = m.get("platform");
-        let field = |k: &str| {
-            p.and_then(|p| p.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        (field("os"), field("architecture"))
-    };
-    let digest = |m: &Value| m.get("digest").and_then(Value::as_str).map(str::to_string);
-    let wasm = manifests.iter().find(|m| {
-        let (os, arch) = platform_of(m);
-        arch == "wasm" && matches!(os.as_str(), "wasip1" | "wasip2" | "wasi")
-    });
-    let host = || {
-        manifests.iter().find(|m| {
-            let (os, arch) = platform_of(m);
-            os == "linux" && arch == host_architecture()
-        })
-    };
-    let only = || (manifests.len() == 1).then(|| &manifests[0]);
-    wasm.or_else(host).or_else(only).and_then(digest)
-}
-
-/// The wasm layer of `manifest` to run. With several, the one whose title annotation is the
-/// entrypoint's file name.
-fn select_layer(
-    image: &str,
-    manifest: &Value,
-    argv0: &str,
-) -> Result<Option<WasmLayer>, ContentError> {
-    let layers: Vec<&Value> = manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .map(|layers| {
-            layers
-                .iter()
-                .filter(|l| {
-                    l.get("mediaType")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| WASM_LAYER_MEDIA_TYPES.contains(&t))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let wanted = argv0.rsplit('/').next().unwrap_or(argv0);
-    let title = |l: &Value| {
-        l.get("annotations")
-            .and_then(|a| a.get("org.opencontainers.image.title"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let chosen = match layers.as_slice() {
-        [] => return Ok(None),
-        [only] => *only,
-        several => several
-            .iter()
-            .find(|l| title(l).as_deref() == Some(wanted))
-            .copied()
-            .ok_or_else(|| ContentError::Image {
-                image: image.to_string(),
-                message: format!(
-                    "{} wasm layers and none titled `{wanted}` (the entrypoint); set \
-                     org.opencontainers.image.title on the one to run",
-                    several.len()
-                ),
-            })?,
-    };
-    let field = |k: &str| chosen.get(k).and_then(Value::as_str).unwrap_or_default();
-    let digest = field("digest");
-    if !digest.starts_with("sha256:") {
-        return Err(ContentError::Image {
-            image: image.to_string(),
-            message: format!("wasm layer digest `{digest}` is not sha256"),
-        });
-    }
-    Ok(Some(WasmLayer {
-        image: image.to_string(),
-        digest: digest.to_string(),
-        media_type: field("mediaType").to_string(),
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    const WASM: &str = "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
-
+    // Which manifest and layer are chosen is oci-image's `read` module, tested (and fuzzed)
+    // there; this is only the shim's naming of the result.
     #[test]
-    fn the_only_wasm_layer_is_chosen_whatever_the_entrypoint() {
-        let manifest = json!({"layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:aa"},
-            {"mediaType": WASM, "digest": "sha256:bb"},
-        ]});
-        let layer = select_layer("img", &manifest, "/x.wasm").unwrap().unwrap();
-        assert_eq!(layer.digest, "sha256:bb");
+    fn a_layer_is_named_by_its_image_and_digest() {
+        let layer = WasmLayer {
+            image: "img".into(),
+            digest: "sha256:bb".into(),
+            media_type: "application/wasm".into(),
+        };
         assert_eq!(layer.sha256_hex(), "bb");
         assert_eq!(layer.name(), "img@sha256:bb");
-    }
-
-    #[test]
-    fn several_wasm_layers_are_told_apart_by_title() {
-        let layer = |d: &str, t: &str| {
-            json!({"mediaType": "application/wasm", "digest": d,
-                   "annotations": {"org.opencontainers.image.title": t}})
-        };
-        let manifest =
-            json!({"layers": [layer("sha256:01", "a.wasm"), layer("sha256:02", "b.wasm")]});
-        let chosen = select_layer("img", &manifest, "/app/b.wasm")
-            .unwrap()
-            .unwrap();
-        assert_eq!(chosen.digest, "sha256:02");
-        let err = select_layer("img", &manifest, "c.wasm")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("img") && err.contains("c.wasm"), "{err}");
-    }
-
-    #[test]
-    fn images_without_wasm_layers_and_odd_digests() {
-        let tar_only = json!({"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:aa"}]});
-        assert!(select_layer("img", &tar_only, "/x").unwrap().is_none());
-        let sha512 = json!({"layers": [{"mediaType": WASM, "digest": "sha512:aa"}]});
-        let err = select_layer("img", &sha512, "/x").unwrap_err().to_string();
-        assert!(err.contains("sha512:aa"), "{err}");
-    }
-
-    #[test]
-    fn index_prefers_wasm_then_host_platform() {
-        let m = |d: &str, os: &str, arch: &str| json!({"digest": d, "platform": {"os": os, "architecture": arch}});
-        let index = json!({"manifests": [m("sha256:l", "linux", host_architecture()), m("sha256:w", "wasip1", "wasm")]});
-        assert_eq!(pick_manifest(&index).as_deref(), Some("sha256:w"));
-        let index = json!({"manifests": [m("sha256:o", "linux", "s390x"), m("sha256:l", "linux", host_architecture())]});
-        assert_eq!(pick_manifest(&index).as_deref(), Some("sha256:l"));
-        let index = json!({"manifests": [m("sha256:o", "linux", "s390x"), m("sha256:p", "linux", "ppc64le")]});
-        assert_eq!(pick_manifest(&index), None);
     }
 }

@@ -35,6 +35,7 @@
 //! manifest's platform.
 
 mod platform;
+pub mod read;
 mod reference;
 
 use std::collections::BTreeMap;

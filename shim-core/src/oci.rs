@@ -11,7 +11,7 @@
 //! Whether host paths are the spec's own or already re-rooted depends on where the frontend
 //! runs, which [`RootView`] says.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use oci_spec::runtime::Spec;
 
@@ -47,6 +47,43 @@ pub enum SpecError {
     NoArgs,
     #[error("config.json: `{field}` is not valid UTF-8")]
     NotUtf8 { field: &'static str },
+    #[error(
+        "config.json: `{field}`: {value:?} has a `..` component; container paths may not climb"
+    )]
+    ParentDir { field: &'static str, value: String },
+}
+
+/// The field names [`SpecError::ParentDir`] reports.
+const WASI_ROOT_FIELD: &str = "annotations.\"wasmbay.wasi.root\"";
+const MOUNT_DESTINATION_FIELD: &str = "mounts[].destination";
+
+/// Normalises a path inside the container to `/a/b`: relative paths are taken from `/` (as
+/// runc does for mount destinations), empty and `.` components are dropped.
+///
+/// `..` is refused rather than resolved: the result becomes a preopen's guest name and, joined
+/// onto the rootfs, its host path, and `/../x` joined onto a rootfs is a directory *beside* it
+/// (the bundle, and from there the host). No real spec needs `..` in these paths.
+fn container_path(field: &'static str, value: &str) -> Result<String, SpecError> {
+    let mut out = String::new();
+    for part in value.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(SpecError::ParentDir {
+                    field,
+                    value: value.to_string(),
+                })
+            }
+            name => {
+                out.push('/');
+                out.push_str(name);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
 }
 
 /// The program a spec asks to run and the WASI view it gets.
@@ -108,10 +145,13 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
     };
 
     let annotations = spec.annotations().as_ref();
-    let wasi_root = annotations
-        .and_then(|a| a.get(WASI_ROOT_ANNOTATION))
-        .map(String::as_str)
-        .unwrap_or("/");
+    // Empty means "no root preopen" and is kept as is; anything else is a container path,
+    // normalised so that `/data/` still selects the mount at `/data`.
+    let wasi_root = match annotations.and_then(|a| a.get(WASI_ROOT_ANNOTATION)) {
+        None => "/".to_string(),
+        Some(value) if value.is_empty() => String::new(),
+        Some(value) => container_path(WASI_ROOT_FIELD, value)?,
+    };
 
     let mut preopens = Vec::new();
     let mut root_from_mount = false;
@@ -124,9 +164,10 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
         }
         let Some(destination) = mount.destination().to_str() else {
             return Err(SpecError::NotUtf8 {
-                field: "mounts[].destination",
+                field: MOUNT_DESTINATION_FIELD,
             });
         };
+        let destination = container_path(MOUNT_DESTINATION_FIELD, destination)?;
         if destination == "/" {
             continue;
         }
@@ -135,7 +176,7 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
                 Some(source) => source.clone(),
                 None => continue,
             },
-            RootView::InContainer => Path::new(destination).to_path_buf(),
+            RootView::InContainer => PathBuf::from(&destination),
         };
         let read_only = options.iter().any(|o| o == "ro");
         // The mount chosen as the guest's `/` is preopened once, as `/`.
@@ -143,15 +184,24 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
             root_from_mount = true;
             "/".to_string()
         } else {
-            destination.to_string()
+            destination
         };
-        preopens.push(Preopen {
+        let preopen = Preopen {
             host,
             guest,
             read_only,
-        });
+        };
+        // A later mount at the same destination shadows the earlier one, as in the kernel;
+        // two preopens of one guest name would leave the choice to the engine.
+        match preopens
+            .iter_mut()
+            .find(|p: &&mut Preopen| p.guest == preopen.guest)
+        {
+            Some(earlier) => *earlier = preopen,
+            None => preopens.push(preopen),
+        }
     }
-    match wasi_root {
+    match wasi_root.as_str() {
         "" => {}
         _ if root_from_mount => {}
         "/" => preopens.insert(
@@ -341,6 +391,75 @@ mod tests {
         let bad = json("/").replace("1048576", "lots");
         let err = workload_from_spec(&spec(&bad), &view).unwrap_err();
         assert!(err.to_string().contains("wasmbay.memory.limit"), "{err}");
+    }
+
+    /// Found by `cargo fuzz run annotations` (fuzz/corpus/oci_spec_json/regression_*): a root
+    /// annotation of `/../` preopened `<rootfs>/../`, the bundle directory beside the rootfs,
+    /// as the guest's `/`; mount destinations with `..` became guest names that climb.
+    #[test]
+    fn container_paths_that_climb_are_refused_by_field() {
+        let view = RootView::Host {
+            rootfs: "/b/rootfs".into(),
+        };
+        let with = |annotations: &str, destination: &str| {
+            spec(&format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["a.wasm"],"user":{{"uid":0,"gid":0}}}},
+                "annotations":{{{annotations}}},
+                "mounts":[{{"destination":"{destination}","type":"bind","source":"/host/d"}}]}}"#
+            ))
+        };
+        let err =
+            workload_from_spec(&with(r#""wasmbay.wasi.root":"/../""#, "/data"), &view).unwrap_err();
+        assert!(
+            matches!(&err, SpecError::ParentDir { field, value } if *field == WASI_ROOT_FIELD && value == "/../"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("wasmbay.wasi.root"), "{err}");
+        let err =
+            workload_from_spec(&with("", "/data/../../etc"), &RootView::InContainer).unwrap_err();
+        assert!(err.to_string().contains("mounts[].destination"), "{err}");
+
+        // Spelling variants of one directory are one directory, and select the mount.
+        let w = workload_from_spec(&with(r#""wasmbay.wasi.root":"/data/""#, "//data/."), &view)
+            .unwrap();
+        assert_eq!(
+            w.config.preopens,
+            vec![Preopen {
+                host: "/host/d".into(),
+                guest: "/".into(),
+                read_only: false
+            }]
+        );
+        let w = workload_from_spec(&with("", "data"), &RootView::InContainer).unwrap();
+        assert_eq!(w.config.preopens[1].guest, "/data");
+        assert_eq!(w.config.preopens[1].host, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn a_later_mount_at_the_same_destination_shadows_the_earlier() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["a.wasm"],"user":{"uid":0,"gid":0}},
+            "annotations":{"wasmbay.wasi.root":"/d"},
+            "mounts":[{"destination":"/d","type":"bind","source":"/first"},
+                      {"destination":"/d/","type":"bind","source":"/second"},
+                      {"destination":"/e","type":"bind","source":"/third"},
+                      {"destination":"/e","type":"bind","source":"/fourth","options":["ro"]}]}"#;
+        let view = RootView::Host {
+            rootfs: "/b/rootfs".into(),
+        };
+        let w = workload_from_spec(&spec(json), &view).unwrap();
+        let got: Vec<_> = w
+            .config
+            .preopens
+            .iter()
+            .map(|p| (p.guest.as_str(), p.host.clone(), p.read_only))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/", PathBuf::from("/second"), false),
+                ("/e", PathBuf::from("/fourth"), true)
+            ]
+        );
     }
 
     #[test]
