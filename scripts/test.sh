@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test run: set up, build the conformance corpus, check formatting and lints, run
 # every test (unit, integration, the conformance matrix of every engine built through each
-# frontend), the cgroup v2 / systemd part inside a Debian 13 guest (scripts/guest-suite.sh),
+# frontend), a short run of every fuzz target, the cgroup v2 / systemd part inside a Debian 13
+# guest (scripts/guest-suite.sh),
 # then the matrix again on aarch64 (scripts/aarch64.sh: cross-built, emulated here).
 #
 # Engines: wasmtime and wasmer always (wasmer needs no system library); wasmedge where
@@ -35,6 +36,12 @@ feature_args=(--features "$(IFS=,; echo "${features[*]}")")
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets "${feature_args[@]}" -- -D warnings
 cargo test --workspace "${feature_args[@]}"
+
+# The fuzz targets (fuzz/README.md): every committed corpus file replayed, then 20 s each.
+# Nightly and cargo-fuzz are installed by the script when missing.
+start=$SECONDS
+./scripts/fuzz.sh --smoke
+echo "test: the fuzz smoke run took $((SECONDS - start)) s"
 
 # A real node: cgroup v2, systemd as init, Debian 13's containerd 1.7 (the CI part of
 # scripts/guest-suite.sh; --full and the Debian 12 guest are run by hand, see README.md).
