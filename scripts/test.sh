@@ -34,6 +34,8 @@ rm -f /tmp/wasmbay-find-wasmedge.$$
 feature_args=(--features "$(IFS=,; echo "${features[*]}")")
 
 cargo fmt --all -- --check
+# The fuzz crate is a workspace of its own (nightly), outside the one above.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets "${feature_args[@]}" -- -D warnings
 cargo test --workspace "${feature_args[@]}"
 
