@@ -10,13 +10,13 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use wasmbay_runtime_bridge::console_socket::{ConsoleSocket, ConsoleSocketError};
+use wasmbay_runtime_bridge::console_socket::{readable_within, ConsoleSocket, ConsoleSocketError};
 
 /// How long a process being made may take to send its terminal.
 pub(crate) const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,7 +162,9 @@ fn copy(from: &File, mut to: impl Write, stops: &[&AtomicBool]) {
     let mut buf = [0u8; 8192];
     let mut from_ref = from;
     while !stops.iter().any(|s| s.load(Ordering::Relaxed)) {
-        match readable(from.as_fd(), POLL_PERIOD) {
+        // A fifo with no writer yet is neither readable nor hung up, so stdin waits for
+        // containerd's end rather than reading an early end of file.
+        match readable_within(from.as_fd(), POLL_PERIOD) {
             Ok(false) => continue,
             Ok(true) => {}
             Err(_) => return,
@@ -180,29 +182,6 @@ fn copy(from: &File, mut to: impl Write, stops: &[&AtomicBool]) {
                     io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
                 ) => {}
             Err(_) => return,
-        }
-    }
-}
-
-/// Whether `fd` has data or was hung up within `period`. A fifo with no writer yet is neither,
-/// so stdin waits for containerd's end rather than reading an early end of file.
-fn readable(fd: BorrowedFd<'_>, period: Duration) -> io::Result<bool> {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `poll` is one live pollfd for the duration of the call.
-    match unsafe { libc::poll(&mut poll, 1, period.as_millis() as i32) } {
-        n if n > 0 => Ok(true),
-        0 => Ok(false),
-        _ => {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(err)
-            }
         }
     }
 }
@@ -232,34 +211,11 @@ mod tests {
         unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
     }
 
+    /// The runtime's side of the protocol: one message naming the device, with the master.
     fn send_master(socket: &ConsoleSocket, master: &OwnedFd) {
-        use std::os::unix::net::UnixStream;
-        let peer = UnixStream::connect(socket.path()).expect("connect");
-        // The runtime's side of the protocol: one message naming the device, with the fd.
-        let fds = [master.as_raw_fd()];
-        let payload = b"/dev/ptmx";
-        let mut iov = libc::iovec {
-            iov_base: payload.as_ptr() as *mut libc::c_void,
-            iov_len: payload.len(),
-        };
-        #[repr(C, align(8))]
-        struct Control([u8; 64]);
-        let mut control = Control([0; 64]);
-        // SAFETY: an all-zero msghdr is an empty header; it then points at live buffers, and
-        // the CMSG macros stay within `control`, which has room for one descriptor.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
-            msg.msg_controllen = libc::CMSG_SPACE(4) as _;
-            let header = libc::CMSG_FIRSTHDR(&msg);
-            (*header).cmsg_level = libc::SOL_SOCKET;
-            (*header).cmsg_type = libc::SCM_RIGHTS;
-            (*header).cmsg_len = libc::CMSG_LEN(4) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(header) as *mut i32, 1);
-            assert!(libc::sendmsg(peer.as_raw_fd(), &msg, 0) > 0);
-        }
+        let peer = std::os::unix::net::UnixStream::connect(socket.path()).expect("connect");
+        wasmbay_runtime_bridge::fd_passing::send(peer.as_fd(), b"/dev/ptmx", &[master.as_fd()])
+            .expect("send the master");
     }
 
     #[test]

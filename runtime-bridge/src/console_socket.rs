@@ -111,21 +111,31 @@ fn readable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
         if left.is_zero() {
             return Ok(false);
         }
-        let mut poll = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: `poll` is one live pollfd for the duration of the call.
-        match unsafe { libc::poll(&mut poll, 1, millis) } {
-            n if n > 0 => return Ok(true),
-            0 => {}
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
+        if readable_within(fd, left)? {
+            return Ok(true);
+        }
+    }
+}
+
+/// One wait of at most `timeout` for `fd` to have data or be hung up. False when the time
+/// passed or a signal came first, so callers that loop can look at their own stop condition.
+pub fn readable_within(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: `poll` is one live pollfd for the duration of the call.
+    match unsafe { libc::poll(&mut poll, 1, millis) } {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(err)
             }
         }
     }

@@ -1,4 +1,5 @@
-//! One message with open descriptors over a `SOCK_SEQPACKET` Unix socket (`SCM_RIGHTS`).
+//! One message with open descriptors over a Unix socket (`SCM_RIGHTS`): the zygote's
+//! `SOCK_SEQPACKET` pairs, and the stream a console socket is.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -17,7 +17,7 @@ pub mod delete;
 pub mod dev_setup;
 mod exec_caps;
 pub mod executor;
-mod fd_passing;
+pub mod fd_passing;
 pub mod guest;
 pub mod handler;
 pub mod prepare;

@@ -268,6 +268,15 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    /// Each preopen as (guest name, host path, read-only).
+    fn preopens_of(w: &WorkloadSpec) -> Vec<(&str, PathBuf, bool)> {
+        w.config
+            .preopens
+            .iter()
+            .map(|p| (p.guest.as_str(), p.host.clone(), p.read_only))
+            .collect()
+    }
+
     const BASE: &str = r#"{
         "ociVersion": "1.0.2",
         "process": {
@@ -366,14 +375,8 @@ mod tests {
             rootfs: "/b/rootfs".into(),
         };
         let w = workload_from_spec(&spec(&json("/data")), &view).unwrap();
-        let got: Vec<_> = w
-            .config
-            .preopens
-            .iter()
-            .map(|p| (p.guest.as_str(), p.host.clone(), p.read_only))
-            .collect();
         assert_eq!(
-            got,
+            preopens_of(&w),
             vec![
                 ("/", PathBuf::from("/host/fixture"), false),
                 ("/ro", PathBuf::from("/host/ro"), true)
@@ -447,14 +450,8 @@ mod tests {
             rootfs: "/b/rootfs".into(),
         };
         let w = workload_from_spec(&spec(json), &view).unwrap();
-        let got: Vec<_> = w
-            .config
-            .preopens
-            .iter()
-            .map(|p| (p.guest.as_str(), p.host.clone(), p.read_only))
-            .collect();
         assert_eq!(
-            got,
+            preopens_of(&w),
             vec![
                 ("/", PathBuf::from("/second"), false),
                 ("/e", PathBuf::from("/fourth"), true)
