@@ -47,20 +47,17 @@ impl EventSink {
             client: EventsClient::new(client),
         })
     }
+}
 
+impl crate::service::Publish for EventSink {
     /// Sends one event and waits until containerd has taken it, so that events arrive in the
     /// order they happened (a task's exit after its start). Called from blocking threads.
-    pub fn publish<E: Message>(
-        &self,
-        topic: &str,
-        namespace: &str,
-        event: &E,
-    ) -> anyhow::Result<()> {
+    fn forward(&self, topic: &str, namespace: &str, event: Any) -> anyhow::Result<()> {
         let mut envelope = Envelope::new();
         envelope.set_topic(topic.to_string());
         envelope.set_namespace(namespace.to_string());
         envelope.set_timestamp(timestamp()?);
-        envelope.set_event(event_any(event)?);
+        envelope.set_event(event);
         let mut request = ForwardRequest::new();
         request.set_envelope(envelope);
         let context = Context {
@@ -75,7 +72,7 @@ impl EventSink {
 
 /// `event` as an `Any` whose type URL is the event's full protobuf name, the form containerd
 /// resolves (`containerd.events.TaskExit`).
-fn event_any<E: Message>(event: &E) -> anyhow::Result<Any> {
+pub(crate) fn event_any<E: Message>(event: &E) -> anyhow::Result<Any> {
     Ok(Any {
         type_url: format!("{EVENTS_PACKAGE}.{}", E::NAME),
         value: event.write_to_bytes()?,

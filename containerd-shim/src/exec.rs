@@ -9,28 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use wasmbay_shim_core::lifecycle::Lifecycle;
 use wasmbay_shim_core::oci_spec::runtime::Process;
-
-/// Where an exec stands: registered, running, or ended with its status.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum ExecPhase {
-    Created,
-    Running,
-    Stopped,
-}
-
-impl ExecPhase {
-    /// The task API's word for this phase.
-    pub(crate) fn status(self) -> containerd_shim::api::Status {
-        use containerd_shim::api::Status;
-        match self {
-            ExecPhase::Created => Status::CREATED,
-            ExecPhase::Running => Status::RUNNING,
-            ExecPhase::Stopped => Status::STOPPED,
-        }
-    }
-}
 
 /// One exec'd process of a task.
 pub(crate) struct ExecProc {
@@ -40,8 +20,10 @@ pub(crate) struct ExecProc {
     pub stdout: String,
     pub stderr: String,
     pub pid: u32,
-    pub phase: ExecPhase,
-    pub exit: Option<(u32, Timestamp)>,
+    /// Registered, running or ended (with its status).
+    pub life: Lifecycle,
+    /// Set while `start` makes the process outside the task lock.
+    pub starting: bool,
     /// Whether the process gets a terminal (`process.terminal`).
     pub terminal: bool,
     /// Its terminal once started with one.
@@ -79,10 +61,11 @@ pub(crate) enum ExecError {
 }
 
 impl ExecProc {
-    /// Checks the process spec containerd sent for exec `exec_id` and writes it into the
-    /// bundle, where the zygote's worker reads it at start.
+    /// Checks the process spec containerd sent for exec `exec_id` of task `task_id` and writes
+    /// it into the bundle, where the zygote's worker reads it at start.
     pub(crate) fn register(
         bundle: &Path,
+        task_id: &str,
         exec_id: &str,
         type_url: &str,
         spec: &[u8],
@@ -131,8 +114,8 @@ impl ExecProc {
             stdout,
             stderr,
             pid: 0,
-            phase: ExecPhase::Created,
-            exit: None,
+            life: Lifecycle::new(format!("exec {exec_id} of task {task_id}")),
+            starting: false,
             terminal,
             console: None,
         })
@@ -154,6 +137,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let proc = ExecProc::register(
             dir.path(),
+            "c1",
             exec_id,
             "types.containerd.io/opencontainers/runtime-spec/1/Process",
             spec.as_bytes(),
@@ -172,7 +156,10 @@ mod tests {
     #[test]
     fn a_process_spec_is_kept_for_the_tenant() {
         let proc = register("e1", ECHO, false).expect("registered");
-        assert_eq!(proc.phase, ExecPhase::Created);
+        assert_eq!(
+            proc.life.phase(),
+            wasmbay_shim_core::lifecycle::Phase::Created
+        );
         assert_eq!(proc.stdout, "/o");
     }
 

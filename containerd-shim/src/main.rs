@@ -7,8 +7,10 @@
 //! pod's pause container, sidecars) are exec'd as runc would.
 
 mod cgroup_driver;
+mod cgroup_manager;
 mod cgroup_v2;
 mod console;
+mod containers;
 mod content;
 mod events;
 mod exec;
@@ -21,6 +23,7 @@ mod rpc;
 mod serve;
 mod service;
 mod stdio;
+mod zygote_containers;
 
 use std::io::Write;
 

@@ -22,7 +22,7 @@ pub fn remove(mut container: Container) -> Result<(), String> {
 /// SIGKILLs what is in the container's cgroup until nothing is (bounded). A frozen cgroup is
 /// thawed, or the signal would never be acted on.
 fn drain(container: &Container) {
-    let manager = match crate::service::cgroup_of(container) {
+    let manager = match crate::cgroup_manager::cgroup_of(container) {
         Ok(manager) => manager,
         Err(e) => {
             tracing::warn!(id = container.id(), error = %e, "no cgroup to drain");

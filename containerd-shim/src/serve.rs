@@ -110,7 +110,7 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     let events = runtime
         .block_on(EventSink::connect(&ttrpc_address, runtime.handle().clone()))
         .context("connecting the event publisher")?;
-    shim.set_events(events);
+    shim.set_events(Box::new(events));
     let task: Arc<dyn Task + Send + Sync> = Arc::new(TaskRpc(shim.clone()));
     // containerd 1.6 calls the task service as v2, newer ones as v3; the messages are the same.
     let mut services = create_task(task.clone());

@@ -242,8 +242,6 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         }
     };
     let dir = tempfile::tempdir().unwrap();
-    let dir = Box::leak(Box::new(dir));
-    eprintln!("DIR {}", dir.path().display());
     let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
     let cd = PrivateContainerd::start_with(
         containerd_config(&dir.path().join("cache"))

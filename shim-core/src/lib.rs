@@ -7,7 +7,8 @@
 //! - finding the module a container runs ([`entrypoint`]): a path in the rootfs, an optional
 //!   `#func` suffix, and telling wasm apart from native programs,
 //! - the on-disk cache of precompiled modules ([`cache`]),
-//! - the sandbox lifecycle state machine ([`lifecycle`]) and the exit-code conventions ([`exit`]).
+//! - the life of an init or exec as a state machine the shim obeys ([`lifecycle`]),
+//! - the exit-code conventions ([`exit`]).
 //!
 //! It must not depend on containerd, youki or any engine: frontends and engines depend on it,
 //! never the other way round. Everything here is plain Rust that can be unit-tested without root.

@@ -1,175 +1,206 @@
-//! The sandbox lifecycle as an explicit state machine.
+//! The life of one process a frontend runs (a container's init, or a process exec'd into it),
+//! as a state machine that does no I/O.
 //!
-//! Frontends (OCI runtime, containerd shim) keep one [`Sandbox`] per container and ask it
-//! whether an operation is allowed before doing the system work; the machine itself does no
-//! I/O, so every transition is unit-tested here.
+//! The shim keeps one [`Lifecycle`] per init and per exec and asks it before doing the system
+//! work, so what the task API allows in each phase is decided here, and tested here:
 //!
 //! ```text
 //!   create ──► Created ──start──► Running ──exit──► Stopped ──delete──► (gone)
-//!                 │                   │                ▲
-//!                 └──────kill─────────┴──(kill: signal)┘
+//!                 │                 │  ▲               ▲
+//!                 │             pause  resume          │
+//!                 │                 ▼  │               │
+//!                 │               Paused ──exit────────┤
+//!                 └──────────────exit (killed)─────────┘
 //! ```
-//! A kill before start stops the sandbox without ever running it (exit 128+signal), as runc
-//! does; deleting a running sandbox is refused unless forced, in which case the frontend must
-//! kill it first.
+//!
+//! The rules are runc's shim's: a running or paused process is not deleted (containerd kills
+//! and waits first), an exit is recorded once (the first report wins, later ones are the same
+//! process seen twice), a stopped process is not started, paused or updated again, and a kill
+//! of a stopped process is a no-op.
 
 use std::time::SystemTime;
 
-/// Where a sandbox is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+/// Where a process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Made, waiting for `start` (an init), or registered (an exec).
     Created,
-    Running {
-        pid: u32,
-        started_at: SystemTime,
-    },
-    Stopped {
-        exit_code: i32,
-        exited_at: SystemTime,
-    },
+    Running,
+    /// Frozen by `pause` (the cgroup freezer) until `resume`.
+    Paused,
+    Stopped,
 }
 
-impl State {
-    /// The status word of the OCI runtime spec `state` output.
-    pub fn status(&self) -> &'static str {
+impl Phase {
+    /// The task API's word for the phase, as containerd prints it.
+    pub fn word(self) -> &'static str {
         match self {
-            State::Created => "created",
-            State::Running { .. } => "running",
-            State::Stopped { .. } => "stopped",
+            Phase::Created => "created",
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::Stopped => "stopped",
         }
     }
+}
+
+/// How a process ended: its status as containerd reports it (128 + signal for a signal) and
+/// when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub status: u32,
+    pub at: SystemTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LifecycleError {
-    #[error("sandbox {id}: cannot {op} while {status}")]
-    InvalidTransition {
-        id: String,
+    /// The request is not allowed in the process's phase.
+    #[error("cannot {op} {what}: it is {}, not {needed}", phase.word())]
+    Refused {
+        /// The process, as the error names it (`task c1`, `exec e1 of task c1`).
+        what: String,
         op: &'static str,
-        status: &'static str,
+        phase: Phase,
+        needed: &'static str,
     },
 }
 
-/// What a frontend must do to carry out a kill that the machine accepted.
+/// What a kill that the machine accepted asks of the frontend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillAction {
-    /// Deliver the signal to the running workload.
-    Signal(i32),
-    /// The workload never started: it is now stopped; release what `create` set up.
-    StoppedBeforeStart,
+pub enum KillPlan {
+    /// Signal the process; when `thaw` is set it is paused and the signal is SIGKILL, so thaw
+    /// it after signalling (a frozen process acts on no signal) and call [`Lifecycle::thawed`].
+    Signal { thaw: bool },
+    /// It has already ended: nothing to do, and no error (runc's shim answers the same).
+    AlreadyStopped,
 }
 
-/// What a frontend must do to carry out a delete that the machine accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteAction {
-    /// Release resources; nothing is running.
-    Release,
-    /// Forced delete of a running sandbox: kill it (SIGKILL), wait, then release.
-    KillThenRelease,
-}
-
+/// One process's phase and exit.
 #[derive(Debug, Clone)]
-pub struct Sandbox {
-    id: String,
-    state: State,
-    created_at: SystemTime,
+pub struct Lifecycle {
+    what: String,
+    phase: Phase,
+    exit: Option<Exit>,
 }
 
-impl Sandbox {
-    pub fn new(id: impl Into<String>) -> Sandbox {
-        Sandbox {
-            id: id.into(),
-            state: State::Created,
-            created_at: SystemTime::now(),
+/// SIGKILL's number, which needs no libc here.
+const SIGKILL: i32 = 9;
+
+impl Lifecycle {
+    /// A new process in phase [`Phase::Created`]; `what` names it in refusals.
+    pub fn new(what: impl Into<String>) -> Lifecycle {
+        Lifecycle {
+            what: what.into(),
+            phase: Phase::Created,
+            exit: None,
         }
     }
 
-    /// Rebuilds a sandbox from persisted state (frontends that keep state on disk).
-    pub fn restore(id: impl Into<String>, state: State, created_at: SystemTime) -> Sandbox {
-        Sandbox {
-            id: id.into(),
-            state,
-            created_at,
-        }
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
+    /// The exit, once recorded.
+    pub fn exit(&self) -> Option<Exit> {
+        self.exit
     }
 
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
-    pub fn created_at(&self) -> SystemTime {
-        self.created_at
-    }
-
-    pub fn exit_code(&self) -> Option<i32> {
-        match self.state {
-            State::Stopped { exit_code, .. } => Some(exit_code),
-            _ => None,
-        }
-    }
-
-    fn refuse(&self, op: &'static str) -> LifecycleError {
-        LifecycleError::InvalidTransition {
-            id: self.id.clone(),
+    fn refuse(&self, op: &'static str, needed: &'static str) -> LifecycleError {
+        LifecycleError::Refused {
+            what: self.what.clone(),
             op,
-            status: self.state.status(),
+            phase: self.phase,
+            needed,
         }
     }
 
-    /// Records that the workload process `pid` now runs.
-    pub fn start(&mut self, pid: u32) -> Result<(), LifecycleError> {
-        match self.state {
-            State::Created => {
-                self.state = State::Running {
-                    pid,
-                    started_at: SystemTime::now(),
-                };
-                Ok(())
-            }
-            _ => Err(self.refuse("start")),
+    fn require(&self, phase: Phase, op: &'static str) -> Result<(), LifecycleError> {
+        if self.phase == phase {
+            Ok(())
+        } else {
+            Err(self.refuse(op, phase.word()))
         }
     }
 
-    /// Records that the workload ended with `exit_code`. Repeated reports keep the first.
-    pub fn exited(&mut self, exit_code: i32) -> Result<(), LifecycleError> {
-        match self.state {
-            State::Running { .. } => {
-                self.state = State::Stopped {
-                    exit_code,
-                    exited_at: SystemTime::now(),
-                };
-                Ok(())
-            }
-            State::Stopped { .. } => Ok(()),
-            State::Created => Err(self.refuse("exit")),
+    /// Whether `start` may run the process: only once, from [`Phase::Created`].
+    pub fn may_start(&self) -> Result<(), LifecycleError> {
+        self.require(Phase::Created, "start")
+    }
+
+    /// Records a successful start. The process may have been seen to exit already (a kill
+    /// raced the start), and then stays stopped.
+    pub fn started(&mut self) {
+        if self.phase == Phase::Created {
+            self.phase = Phase::Running;
         }
     }
 
-    /// Decides what a kill with `signal` means in the current state.
-    pub fn kill(&mut self, signal: i32) -> Result<KillAction, LifecycleError> {
-        match self.state {
-            State::Created => {
-                self.state = State::Stopped {
-                    exit_code: 128 + signal,
-                    exited_at: SystemTime::now(),
-                };
-                Ok(KillAction::StoppedBeforeStart)
-            }
-            State::Running { .. } => Ok(KillAction::Signal(signal)),
-            State::Stopped { .. } => Err(self.refuse("kill")),
+    /// Records the exit. Only the first report counts; returns whether this one did.
+    pub fn exited(&mut self, status: u32, at: SystemTime) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        self.exit = Some(Exit { status, at });
+        self.phase = Phase::Stopped;
+        true
+    }
+
+    /// Whether the process may be frozen (`pause`): it must be running.
+    pub fn may_pause(&self) -> Result<(), LifecycleError> {
+        self.require(Phase::Running, "pause")
+    }
+
+    /// Records a successful freeze.
+    pub fn paused(&mut self) {
+        if self.phase == Phase::Running {
+            self.phase = Phase::Paused;
         }
     }
 
-    /// Decides whether the sandbox may be deleted now.
-    pub fn delete(&self, force: bool) -> Result<DeleteAction, LifecycleError> {
-        match (&self.state, force) {
-            (State::Created | State::Stopped { .. }, _) => Ok(DeleteAction::Release),
-            (State::Running { .. }, true) => Ok(DeleteAction::KillThenRelease),
-            (State::Running { .. }, false) => Err(self.refuse("delete")),
+    /// Whether the process may be thawed (`resume`): it must be paused.
+    pub fn may_resume(&self) -> Result<(), LifecycleError> {
+        self.require(Phase::Paused, "resume")
+    }
+
+    /// Records a thaw, by `resume` or after a kill's [`KillPlan::Signal`] with `thaw`.
+    pub fn thawed(&mut self) {
+        if self.phase == Phase::Paused {
+            self.phase = Phase::Running;
+        }
+    }
+
+    /// What a kill with `signal` takes now.
+    pub fn kill(&self, signal: i32) -> KillPlan {
+        match self.phase {
+            Phase::Stopped => KillPlan::AlreadyStopped,
+            Phase::Paused => KillPlan::Signal {
+                thaw: signal == SIGKILL,
+            },
+            Phase::Created | Phase::Running => KillPlan::Signal { thaw: false },
+        }
+    }
+
+    /// Whether something may be exec'd into the process, or an exec of it started: it must
+    /// be running.
+    pub fn may_exec_in(&self, op: &'static str) -> Result<(), LifecycleError> {
+        self.require(Phase::Running, op)
+    }
+
+    /// Whether the process's resources may change: it must not have ended.
+    pub fn may_update(&self) -> Result<(), LifecycleError> {
+        if self.phase == Phase::Stopped {
+            Err(self.refuse("update", "created, running or paused"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the process may be deleted: never started, or ended. A running or paused
+    /// one is killed and waited for first (containerd does so, `ctr task delete --force`
+    /// included).
+    pub fn may_delete(&self) -> Result<(), LifecycleError> {
+        match self.phase {
+            Phase::Created | Phase::Stopped => Ok(()),
+            Phase::Running | Phase::Paused => Err(self.refuse("delete", "created or stopped")),
         }
     }
 }
@@ -178,47 +209,88 @@ impl Sandbox {
 mod tests {
     use super::*;
 
-    #[test]
-    fn normal_life() {
-        let mut sb = Sandbox::new("c1");
-        assert_eq!(sb.state().status(), "created");
-        sb.start(42).unwrap();
-        assert!(matches!(sb.state(), State::Running { pid: 42, .. }));
-        assert_eq!(sb.kill(15).unwrap(), KillAction::Signal(15));
-        sb.exited(143).unwrap();
-        sb.exited(0).unwrap();
-        assert_eq!(sb.exit_code(), Some(143));
-        assert_eq!(sb.delete(false).unwrap(), DeleteAction::Release);
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
     }
 
     #[test]
-    fn kill_before_start_stops_without_running() {
-        let mut sb = Sandbox::new("c2");
-        assert_eq!(sb.kill(9).unwrap(), KillAction::StoppedBeforeStart);
-        assert_eq!(sb.exit_code(), Some(137));
-        assert!(sb.start(1).is_err());
-        assert!(sb.kill(9).is_err());
+    fn a_normal_life() {
+        let mut task = Lifecycle::new("task c1");
+        assert_eq!(task.phase(), Phase::Created);
+        task.may_start().unwrap();
+        task.started();
+        assert_eq!(task.phase(), Phase::Running);
+        assert_eq!(task.kill(15), KillPlan::Signal { thaw: false });
+        assert!(task.exited(143, at(1)));
+        assert_eq!(task.exit().map(|e| e.status), Some(143));
+        task.may_delete().unwrap();
     }
 
     #[test]
-    fn delete_of_running_needs_force() {
-        let mut sb = Sandbox::new("c3");
-        assert_eq!(sb.delete(false).unwrap(), DeleteAction::Release);
-        sb.start(7).unwrap();
-        let err = sb.delete(false).unwrap_err();
-        assert_eq!(err.to_string(), "sandbox c3: cannot delete while running");
-        assert_eq!(sb.delete(true).unwrap(), DeleteAction::KillThenRelease);
+    fn an_exit_is_recorded_once() {
+        let mut task = Lifecycle::new("task c1");
+        task.started();
+        assert!(task.exited(3, at(1)));
+        assert!(!task.exited(0, at(2)));
+        assert_eq!(
+            task.exit(),
+            Some(Exit {
+                status: 3,
+                at: at(1)
+            })
+        );
     }
 
     #[test]
-    fn invalid_transitions_are_refused() {
-        let mut sb = Sandbox::new("c4");
-        assert!(sb.exited(0).is_err());
-        sb.start(1).unwrap();
-        assert!(sb.start(1).is_err());
-        sb.exited(3).unwrap();
-        assert!(sb.start(1).is_err());
-        assert!(sb.kill(15).is_err());
-        assert_eq!(sb.exit_code(), Some(3));
+    fn a_running_or_paused_task_is_not_deleted() {
+        let mut task = Lifecycle::new("task c3");
+        task.may_delete().unwrap();
+        task.started();
+        let err = task.may_delete().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot delete task c3: it is running, not created or stopped"
+        );
+        task.may_pause().unwrap();
+        task.paused();
+        assert!(task.may_delete().is_err());
+    }
+
+    #[test]
+    fn pause_and_resume_only_from_their_phases() {
+        let mut task = Lifecycle::new("task c4");
+        assert!(task.may_pause().is_err());
+        task.started();
+        assert!(task.may_resume().is_err());
+        task.paused();
+        let err = task.may_pause().unwrap_err().to_string();
+        assert!(err.contains("it is paused, not running"), "{err}");
+        task.may_resume().unwrap();
+        task.thawed();
+        assert_eq!(task.phase(), Phase::Running);
+    }
+
+    #[test]
+    fn a_paused_task_is_thawed_after_sigkill_only() {
+        let mut task = Lifecycle::new("task c5");
+        task.started();
+        task.paused();
+        assert_eq!(task.kill(15), KillPlan::Signal { thaw: false });
+        assert_eq!(task.kill(9), KillPlan::Signal { thaw: true });
+    }
+
+    #[test]
+    fn an_ended_process_is_not_started_updated_or_killed_again() {
+        let mut task = Lifecycle::new("task c6");
+        // Killed before it was started: the exit comes from the created phase.
+        assert!(task.exited(137, at(1)));
+        assert!(task.may_start().is_err());
+        assert!(task.may_update().is_err());
+        assert!(task.may_exec_in("exec in").is_err());
+        assert_eq!(task.kill(9), KillPlan::AlreadyStopped);
+        // A start that raced the exit does not revive it.
+        task.started();
+        assert_eq!(task.phase(), Phase::Stopped);
+        task.may_delete().unwrap();
     }
 }
