@@ -50,9 +50,32 @@ impl fmt::Display for ExitStatus {
     }
 }
 
+/// The code of a process that a `waitpid` status reports as ended, by the table above
+/// (`128 + n` for signal `n`); `None` for a stop or continue report, after which it still lives.
+pub fn code_of_wait_status(status: libc::c_int) -> Option<i32> {
+    if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Some(128 + libc::WTERMSIG(status))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_statuses_become_exit_codes() {
+        // The encodings of <sys/wait.h>: exit code in the second byte, signal in the first.
+        assert_eq!(code_of_wait_status(3 << 8), Some(3));
+        assert_eq!(code_of_wait_status(0), Some(0));
+        assert_eq!(code_of_wait_status(libc::SIGKILL), Some(137));
+        assert_eq!(code_of_wait_status(libc::SIGTERM), Some(143));
+        // Stopped by SIGSTOP: still alive.
+        assert_eq!(code_of_wait_status((libc::SIGSTOP << 8) | 0x7f), None);
+    }
 
     #[test]
     fn codes_never_collide_between_traps_and_signals() {

@@ -142,7 +142,8 @@ impl Service {
         signal: i32,
     ) -> TtrpcResult<api::Empty> {
         let exec = exec_of(task, id, exec_id)?;
-        if exec.life.phase() == wasmbay_shim_core::lifecycle::Phase::Running && exec.pid > 0 {
+        // Running only once `start_exec` has recorded the pid, under the same lock.
+        if exec.life.phase() == wasmbay_shim_core::lifecycle::Phase::Running {
             // SAFETY: kill has no memory effects; the pid is this shim's unreaped child (its
             // watcher thread reaps it only after it exits, and then marks it stopped under
             // the task lock the caller holds), so it names no other process.

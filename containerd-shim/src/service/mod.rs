@@ -162,6 +162,16 @@ impl Service {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Task>> {
         self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Runs `f` on task `id` under the task lock, or answers NOT_FOUND.
+    fn with_task<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Task) -> TtrpcResult<T>,
+    ) -> TtrpcResult<T> {
+        let mut tasks = self.lock();
+        f(tasks.get_mut(id).ok_or_else(|| not_found(id))?)
+    }
 }
 
 /// The terminal of task `id`'s init (`exec_id` empty) or of its exec `exec_id`, if it has one.

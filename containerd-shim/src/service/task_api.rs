@@ -70,14 +70,12 @@ impl Service {
         if !req.exec_id.is_empty() {
             return self.start_exec(&req.id, &req.exec_id);
         }
-        let pid = {
-            let mut tasks = self.lock();
-            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let pid = self.with_task(&req.id, |task| {
             task.life.may_start().map_err(refused)?;
             task.container.start().map_err(internal)?;
             task.life.started();
-            task.pid
-        };
+            Ok(task.pid)
+        })?;
         self.publish(
             topics::TASK_START_EVENT_TOPIC,
             TaskStart {
@@ -220,13 +218,12 @@ impl Service {
     /// Freezes every process of the task's cgroup (wasm or native alike), as runc does.
     pub(crate) fn pause(&self, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         let _span = tracing::info_span!("task.pause", id = %req.id).entered();
-        {
-            let mut tasks = self.lock();
-            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        self.with_task(&req.id, |task| {
             task.life.may_pause().map_err(refused)?;
             task.container.pause().map_err(internal)?;
             task.life.paused();
-        }
+            Ok(())
+        })?;
         self.publish(
             topics::TASK_PAUSED_EVENT_TOPIC,
             TaskPaused {
@@ -239,13 +236,12 @@ impl Service {
 
     pub(crate) fn resume(&self, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
         let _span = tracing::info_span!("task.resume", id = %req.id).entered();
-        {
-            let mut tasks = self.lock();
-            let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
+        self.with_task(&req.id, |task| {
             task.life.may_resume().map_err(refused)?;
             task.container.resume().map_err(internal)?;
             task.life.thawed();
-        }
+            Ok(())
+        })?;
         self.publish(
             topics::TASK_RESUMED_EVENT_TOPIC,
             TaskResumed {
@@ -308,9 +304,7 @@ impl Service {
     }
 
     pub(crate) fn pids(&self, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        let tasks = self.lock();
-        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let pids = task.container.pids().map_err(internal)?;
+        let pids = self.with_task(&req.id, |task| task.container.pids().map_err(internal))?;
         Ok(api::PidsResponse {
             processes: pids
                 .into_iter()
@@ -324,9 +318,7 @@ impl Service {
     }
 
     pub(crate) fn stats(&self, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
-        let tasks = self.lock();
-        let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let any = task.container.stats().map_err(internal)?;
+        let any = self.with_task(&req.id, |task| task.container.stats().map_err(internal))?;
         Ok(api::StatsResponse {
             stats: MessageField::some(any),
             ..Default::default()

@@ -9,20 +9,10 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics;
 
+use wasmbay_shim_core::exit::code_of_wait_status;
+
 use super::Service;
 use crate::console::Console;
-
-/// The status containerd reports for a wait status: the exit code, or 128 + the signal.
-/// `None` for a stop or continue report, after which the process still lives.
-pub(super) fn exit_status(status: libc::c_int) -> Option<u32> {
-    if libc::WIFEXITED(status) {
-        Some(libc::WEXITSTATUS(status) as u32)
-    } else if libc::WIFSIGNALED(status) {
-        Some(128 + libc::WTERMSIG(status) as u32)
-    } else {
-        None
-    }
-}
 
 /// Waits for this process's child `pid` to end and gives its status; 255 when it cannot be
 /// waited for (already reaped elsewhere: the status is lost).
@@ -32,8 +22,8 @@ fn reap(pid: i32) -> u32 {
         // SAFETY: waitpid writes only `status`, which outlives the call.
         let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
         if reaped == pid {
-            match exit_status(status) {
-                Some(code) => return code,
+            match code_of_wait_status(status) {
+                Some(code) => return code as u32,
                 None => continue,
             }
         }
@@ -127,21 +117,5 @@ impl Service {
             Ok(handle) => task.oom_watch = handle,
             Err(e) => tracing::warn!(id, error = %e, "cannot watch for OOM"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::exit_status;
-
-    #[test]
-    fn wait_statuses_become_containerd_exit_statuses() {
-        // The encodings of <sys/wait.h>: exit code in the second byte, signal in the first.
-        assert_eq!(exit_status(3 << 8), Some(3));
-        assert_eq!(exit_status(0), Some(0));
-        assert_eq!(exit_status(libc::SIGKILL), Some(137));
-        assert_eq!(exit_status(libc::SIGTERM), Some(143));
-        // Stopped by SIGSTOP: still alive.
-        assert_eq!(exit_status((libc::SIGSTOP << 8) | 0x7f), None);
     }
 }

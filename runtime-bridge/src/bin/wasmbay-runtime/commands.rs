@@ -314,6 +314,7 @@ fn forward_signals(pid: i32) -> Result<()> {
 fn wait_for(pid: i32) -> Result<i32> {
     loop {
         let mut status = 0;
+        // SAFETY: waitpid writes only `status`, which outlives the call.
         let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
         if reaped < 0 {
             let err = std::io::Error::last_os_error();
@@ -323,11 +324,8 @@ fn wait_for(pid: i32) -> Result<i32> {
             return Err(err).context("waiting for the container");
         }
         if reaped == pid {
-            if libc::WIFEXITED(status) {
-                return Ok(libc::WEXITSTATUS(status));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Ok(128 + libc::WTERMSIG(status));
+            if let Some(code) = wasmbay_shim_core::exit::code_of_wait_status(status) {
+                return Ok(code);
             }
         }
     }
