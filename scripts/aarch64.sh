@@ -85,11 +85,13 @@ fi
 # `cross` profile (Cargo.toml) is dev with line tables only: a release build (LTO) costs more
 # build time than it saves in emulated run time (docs/ARCHITECTURE.md, "aarch64").
 start=$SECONDS
-cargo build --profile cross --target "$target" -p wasmbay -p wasmbay-runtime-bridge --bins \
-    --no-default-features --features "$features"
+# With --workspace, one build of everything: building the two first and then the workspace
+# would compile most dependencies twice, with different feature sets.
 if $workspace; then
     cargo build --profile cross --target "$target" --workspace --no-default-features --features "$features"
 else
+    cargo build --profile cross --target "$target" -p wasmbay -p wasmbay-runtime-bridge --bins \
+        --no-default-features --features "$features"
     echo "skipped: cross-building the rest of the workspace (containerd shim): not needed by the matrix (--workspace builds it)"
 fi
 log "cross-build took $((SECONDS - start)) s"

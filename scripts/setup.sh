@@ -63,6 +63,8 @@ GUEST_PACKAGES=(
     e2fsprogs         # mkfs.ext4 -d: the image from the debootstrapped tree
     qemu-system-x86   # boots the x86_64 guests (TCG where no usable KVM is)
     qemu-system-arm   # boots the arm64 guest (TCG)
+    cpio              # the arm64 guest's initramfs, made here (its own is made by emulation)
+    xz-utils          # its modules, decompressed for the initramfs's insmod
 )
 if $guests; then
     APT_PACKAGES+=("${GUEST_PACKAGES[@]}")

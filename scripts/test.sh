@@ -3,7 +3,8 @@
 # every test (unit, integration, the conformance matrix of every engine built through each
 # frontend), a short run of every fuzz target, the cgroup v2 / systemd part inside a Debian 13
 # guest (scripts/guest-suite.sh),
-# then the matrix again on aarch64 (scripts/aarch64.sh: cross-built, emulated here).
+# then the matrix again on aarch64 (scripts/aarch64.sh: cross-built, emulated here), and its
+# oci-runtime and containerd frontends in an arm64 Debian 13 guest.
 #
 # Engines: wasmtime and wasmer always (wasmer needs no system library); wasmedge where
 # libwasmedge is installed (scripts/find-wasmedge.sh), else its tests are skipped with a message.
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 # The Debian 13 guest (scripts/guest.sh) is fetched and built while the host builds: cold, it
 # is mostly waiting on the archive. Its log is shown if it fails.
 guest_log=$(mktemp /tmp/wasmbay-guest-build-XXXXXX)
-./scripts/guest.sh build debian13 >"$guest_log" 2>&1 &
+{ ./scripts/guest.sh build debian13 && ./scripts/guest.sh build debian13-arm64; } >"$guest_log" 2>&1 &
 guest_build=$!
 # A failing step ends the run; the build in the background goes with it (a cut debootstrap
 # is redone next time, its tree is marked complete only at its end).
@@ -58,7 +59,14 @@ start=$SECONDS
 echo "test: the debian13 guest suite took $((SECONDS - start)) s"
 
 # wasmer always, as above; the script builds without default features, so wasmtime is named
-# too (wasmedge cannot be cross-built).
+# too (wasmedge cannot be cross-built). The whole workspace is cross-built, as the arm64
+# guest below runs the shim too.
 start=$SECONDS
-./scripts/aarch64.sh --features wasmtime,wasmer
+./scripts/aarch64.sh --features wasmtime,wasmer --workspace
 echo "test: the aarch64 run took $((SECONDS - start)) s"
+
+# What qemu-user cannot run: the corpus through the oci-runtime and containerd frontends on
+# an emulated arm64 Debian 13 (the same cross-built binaries; --full adds wasi-testsuite).
+start=$SECONDS
+WASMBAY_AARCH64_FEATURES=wasmtime,wasmer ./scripts/guest-suite.sh debian13-arm64
+echo "test: the debian13-arm64 guest suite took $((SECONDS - start)) s"
