@@ -11,8 +11,9 @@
 # The test binaries are built here, on the host, with the same features as scripts/test.sh,
 # and run in the guest from the shared target directory. Without --full, the part CI runs
 # (about 6 minutes under TCG on 2 cores, boot included): the shim's cgroup tests (placement by
-# the systemd driver, OOM, metrics, pause/resume, update), the CRI test of wasm and runc pods
-# under kubelet's systemd driver (placement, OOMKilled, ContainerStats) and the runtime's
+# the systemd driver, OOM, metrics, pause/resume, update, CPU and pids limits), the CRI tests
+# of wasm and runc pods under kubelet's systemd driver (placement, OOMKilled, ContainerStats)
+# and of a `hostUsers: false` pod (containerd 1.7's user namespaces), and the runtime's
 # --systemd-cgroup and native-beside-wasm tests. With --full,
 # every integration test of the two crates and the containerd-frontend matrix of every
 # engine built. Under TCG every instruction is emulated, so the whole of it takes long; the
@@ -91,8 +92,8 @@ trap 'rm -f "$plan"' EXIT
         echo "step $repo/runtime-bridge ${tests[containerd]} --test-threads 1"
         echo "step $repo $repo/target/debug/wasmbay conformance --matrix --frontends containerd --jobs 2 --timeout-scale 4 conformance/corpus ../shared/conformance/wasi-testsuite/tests/assemblyscript/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip1"
     else
-        echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes exec_runs a_terminal"
-        echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets a_pod_with_a_wasm"
+        echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes cpu_quota exec_runs a_terminal"
+        echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets a_pod_with_a_wasm without_host_users"
         echo "step $repo/containerd-shim ${tests[faults]} --test-threads 1"
         echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side the_wasm_init read_only"
     fi

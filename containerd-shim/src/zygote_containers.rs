@@ -16,6 +16,7 @@ use wasmbay_runtime_bridge::libcontainer::signal::Signal;
 use wasmbay_runtime_bridge::prepare::{
     entrypoint_in_rootfs, prepare, prepare_layer, LayerModule, PreparedArtifact, PreparedWire,
 };
+use wasmbay_runtime_bridge::userns_bundle::{self, UsernsBundle};
 use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
 use wasmbay_runtime_bridge::ENGINE_ANNOTATION;
 use wasmbay_shim_core::cache::ModuleCache;
@@ -114,6 +115,8 @@ impl ZygoteContainers {
         tracing::debug!(prepared = prepared.is_some(), "prepared");
         wasmbay_runtime_bridge::dev_setup::prepare_bundle_dev(bundle, &spec)?;
         std::fs::create_dir_all(&self.state_root)?;
+        // Alive until the create is done: it holds the staged bind sources.
+        let libcontainer_bundle = UsernsBundle::prepare(bundle, &spec, &self.state_root, &req.id)?;
         let spec_terminal = spec
             .process()
             .as_ref()
@@ -144,7 +147,7 @@ impl ZygoteContainers {
         };
         let mut order = CreateOrder::new(
             &req.id,
-            bundle.to_path_buf(),
+            libcontainer_bundle.path().to_path_buf(),
             self.state_root.clone(),
             engine,
         );
@@ -159,12 +162,16 @@ impl ZygoteContainers {
         order.prepared = prepared;
         order.stdio = stdio.is_some();
         order.console_socket = console_socket.as_ref().map(|s| s.path().to_path_buf());
-        let pid = self.zygote()?.create(
-            &order,
-            stdio.as_ref().map(|[i, o, e]| [i, o, e]),
-            code.as_ref().map(|fd| fd.as_fd()),
-            true,
-        )?;
+        let pid = self
+            .zygote()?
+            .create(
+                &order,
+                stdio.as_ref().map(|[i, o, e]| [i, o, e]),
+                code.as_ref().map(|fd| fd.as_fd()),
+                true,
+            )
+            .inspect_err(|_| userns_bundle::remove_bundle(&self.state_root, &req.id))?;
+        drop(libcontainer_bundle);
         let mut container = Container::load(self.state_root.join(&req.id))
             .with_context(|| format!("loading the state of container {}", req.id))?;
         let console = match &console_socket {

@@ -179,8 +179,9 @@ fn wait_for_log(path: &Path, needle: &str) -> String {
     }
 }
 
-/// Creates container `name` of `image` in pod `pod` (made from `sandbox`) with `resources`,
-/// and starts it; returns its id. A refusal panics with containerd's log.
+/// Creates container `name` of `image` in pod `pod` (made from `sandbox`) with `linux` (its
+/// resources and security context), and starts it; returns its id. A refusal panics with
+/// containerd's log.
 fn create_and_start(
     cri: &CriClient,
     cd: &PrivateContainerd,
@@ -188,7 +189,7 @@ fn create_and_start(
     sandbox: &api::PodSandboxConfig,
     name: &str,
     image: &str,
-    resources: Option<api::LinuxContainerResources>,
+    linux: api::LinuxContainerConfig,
 ) -> String {
     let id = cri!(
         cri,
@@ -205,10 +206,7 @@ fn create_and_start(
                     ..Default::default()
                 }),
                 log_path: format!("{name}.log"),
-                linux: Some(api::LinuxContainerConfig {
-                    resources,
-                    ..Default::default()
-                }),
+                linux: Some(linux),
                 ..Default::default()
             }),
             sandbox_config: Some(sandbox.clone()),
@@ -322,7 +320,15 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     .pod_sandbox_id;
 
     let run = |name: &str, image: &str| {
-        create_and_start(&cri, &cd, &pod, &sandbox_config, name, image, None)
+        create_and_start(
+            &cri,
+            &cd,
+            &pod,
+            &sandbox_config,
+            name,
+            image,
+            api::LinuxContainerConfig::default(),
+        )
     };
     let waiter = import(
         &cd,
@@ -637,11 +643,14 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
     };
     let run_container =
         |pod: &(String, api::PodSandboxConfig), name: &str, image: &str, memory_limit: i64| {
-            let resources = api::LinuxContainerResources {
-                memory_limit_in_bytes: memory_limit,
+            let linux = api::LinuxContainerConfig {
+                resources: Some(api::LinuxContainerResources {
+                    memory_limit_in_bytes: memory_limit,
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
-            create_and_start(&cri, &cd, &pod.0, &pod.1, name, image, Some(resources))
+            create_and_start(&cri, &cd, &pod.0, &pod.1, name, image, linux)
         };
 
     let runc_pod = run_pod("runc-pod", "runc");
@@ -749,4 +758,289 @@ fn walk_scopes(dir: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// The end of the shims' log (`common::containerd_config` points them at `<dir>/shim.log`).
+fn shim_log(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// containerd's version as (major, minor), from `containerd --version`.
+fn containerd_version() -> Option<(u32, u32)> {
+    let out = std::process::Command::new("/usr/bin/containerd")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(2)?.trim_start_matches('v');
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The CNI plugins the user-namespace pod's network needs.
+const CNI_PLUGINS: [&str; 3] = ["bridge", "host-local", "loopback"];
+const POD_BRIDGE: &str = "wbuserns0";
+
+/// Deletes a network link when dropped.
+struct RemoveLink(&'static str);
+
+impl Drop for RemoveLink {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Where kubelet would put a `hostUsers: false` pod's ids: a 65536-wide range at a multiple
+/// of 65536, far from the node's own users.
+const POD_HOST_ID: u32 = 8 << 16;
+const POD_ID_RANGE: u32 = 1 << 16;
+
+/// The `/proc/<pid>/status` line `key:` as its tab-separated fields.
+fn status_ids(pid: u32, key: &str) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A pod with `hostUsers: false`, as kubelet asks for it: the CRI's user namespace of mode
+/// POD with one 65536-id range, on the sandbox and on every container. The pause container,
+/// the wasm container and a Linux sidecar must all run in one user namespace that is not the
+/// node's, with the pod's mapping, their root being the range's first host id.
+#[test]
+fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
+    if !require_root() {
+        return;
+    }
+    match containerd_version() {
+        Some(v) if v >= (1, 7) => {}
+        other => {
+            eprintln!(
+                "skipped: containerd {other:?} has no CRI user namespaces (1.7 added them; \
+                 scripts/guest-suite.sh debian13 runs this with 1.7)"
+            );
+            return;
+        }
+    }
+    // The pod network namespace is the pod's own: kubelet refuses `hostUsers: false` with
+    // host networking. CNI's bridge plugin gives it one (an `eth0` on a bridge of the test's
+    // own, addresses from host-local), with no route off the node.
+    let plugins = Path::new("/usr/lib/cni");
+    if let Some(missing) = CNI_PLUGINS.iter().find(|name| !plugins.join(name).exists()) {
+        eprintln!(
+            "skipped: no CNI {missing} plugin in {} (Debian's containernetworking-plugins)",
+            plugins.display()
+        );
+        return;
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
+    let dir = tempfile::tempdir().unwrap();
+    let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
+    let cd = PrivateContainerd::start_with(
+        containerd_config(&dir.path().join("cache"))
+            .with_namespace("k8s.io")
+            .with_cri(true)
+            .with_cri_sandbox_image(&pause_ref)
+            .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
+    )
+    .expect("start a private containerd with CRI");
+    let cni = cd.dir().join("cni");
+    std::fs::create_dir_all(cni.join("bin")).unwrap();
+    std::fs::create_dir_all(cni.join("net.d")).unwrap();
+    for name in CNI_PLUGINS {
+        std::fs::copy(plugins.join(name), cni.join("bin").join(name)).unwrap();
+    }
+    let network = format!(
+        r#"{{"cniVersion": "1.0.0", "name": "userns-pods", "plugins": [{{
+            "type": "bridge", "bridge": "{POD_BRIDGE}", "isGateway": false, "ipMasq": false,
+            "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.231.77.0/24"}}]],
+                      "dataDir": "{}"}}}}]}}"#,
+        cni.join("ipam").display()
+    );
+    std::fs::write(cni.join("net.d/10-userns-pods.conflist"), network).unwrap();
+    // The bridge is the node's, not the pod's: it goes with the test, however it ends.
+    let _bridge = RemoveLink(POD_BRIDGE);
+    import(
+        &cd,
+        dir.path(),
+        "pause",
+        "busybox",
+        busybox.clone(),
+        &["/busybox", "sleep", "1000000"],
+    );
+    let spin = import(
+        &cd,
+        dir.path(),
+        "spin",
+        "spin.wat",
+        SPIN.into(),
+        &["/spin.wat"],
+    );
+    let sleeper = import(
+        &cd,
+        dir.path(),
+        "sleeper",
+        "busybox",
+        busybox,
+        &["/busybox", "sleep", "1000"],
+    );
+    let cri = CriClient::connect(cd.address()).unwrap();
+    let logs = dir.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mapping = vec![api::IdMapping {
+        host_id: POD_HOST_ID,
+        container_id: 0,
+        length: POD_ID_RANGE,
+    }];
+    let namespaces = api::NamespaceOption {
+        network: api::NamespaceMode::Pod as i32,
+        userns_options: Some(api::UserNamespace {
+            mode: api::NamespaceMode::Pod as i32,
+            uids: mapping.clone(),
+            gids: mapping,
+        }),
+        ..Default::default()
+    };
+    let sandbox_config = api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: "userns-pod".into(),
+            uid: "userns-pod-uid".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "userns-pod".into(),
+        log_directory: logs.display().to_string(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // The containerd the CRI talks to must know the loopback network before the pod asks
+    // for one; its configuration directory is watched, so this settles within moments.
+    let deadline = Instant::now() + *TIMEOUT;
+    let pod = loop {
+        match cri!(
+            cri,
+            run_pod_sandbox,
+            api::RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: "wasmtime".into(),
+            }
+        ) {
+            Ok(answer) => break answer.pod_sandbox_id,
+            Err(e) if e.to_string().contains("cni") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!(
+                "{e}\n{}\nshim log:\n{}",
+                cd.log_tail(),
+                shim_log(dir.path())
+            ),
+        }
+    };
+    let linux = api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            namespace_options: Some(namespaces),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let wasm = create_and_start(
+        &cri,
+        &cd,
+        &pod,
+        &sandbox_config,
+        "spin",
+        &spin,
+        linux.clone(),
+    );
+    let sidecar = create_and_start(&cri, &cd, &pod, &sandbox_config, "sleeper", &sleeper, linux);
+
+    let sandbox_pid = {
+        let status = cri!(
+            cri,
+            pod_sandbox_status,
+            api::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            }
+        )
+        .unwrap();
+        let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+        info["pid"].as_u64().unwrap() as u32
+    };
+    let node_userns = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let pod_userns = std::fs::read_link(format!("/proc/{sandbox_pid}/ns/user")).unwrap();
+    assert_ne!(
+        pod_userns, node_userns,
+        "the pause container is in the node's user namespace"
+    );
+    let expected_map = format!("0 {POD_HOST_ID} {POD_ID_RANGE}");
+    for (what, pid) in [
+        ("pause", sandbox_pid),
+        ("wasm", pid_of(&cri, &wasm)),
+        ("sidecar", pid_of(&cri, &sidecar)),
+    ] {
+        let userns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+        assert_eq!(
+            userns, pod_userns,
+            "{what} (pid {pid}) is not in the pod's user namespace"
+        );
+        let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+        let gid_map = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap();
+        for (name, map) in [("uid_map", &uid_map), ("gid_map", &gid_map)] {
+            let fields: Vec<&str> = map.split_whitespace().collect();
+            assert_eq!(fields.join(" "), expected_map, "{what}'s {name}");
+        }
+        // Root in the pod is the range's first id on the node.
+        for key in ["Uid:", "Gid:"] {
+            let ids = status_ids(pid, key);
+            assert!(
+                ids.iter().all(|id| *id == POD_HOST_ID.to_string()),
+                "{what}'s {key} {ids:?}, not {POD_HOST_ID}"
+            );
+        }
+    }
+    // The pod's root can act in its own namespaces: the sidecar sees itself as root.
+    let id = cri!(
+        cri,
+        exec_sync,
+        api::ExecSyncRequest {
+            container_id: sidecar.clone(),
+            cmd: vec!["/busybox".into(), "id".into(), "-u".into()],
+            timeout: 30,
+        }
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "0", "{id:?}");
+
+    cri!(
+        cri,
+        stop_pod_sandbox,
+        api::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        }
+    )
+    .unwrap();
+    cri!(
+        cri,
+        remove_pod_sandbox,
+        api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        }
+    )
+    .unwrap();
 }

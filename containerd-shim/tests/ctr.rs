@@ -292,6 +292,98 @@ fn update_changes_a_running_tasks_memory_limit() {
     kill_and_remove(&cd, "updated");
 }
 
+/// The directory of `pid`'s cgroup for `controller` (v1), or its one cgroup (v2).
+fn cgroup_dir_of(pid: u32, controller: &str) -> std::path::PathBuf {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v1 = table.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        let (controllers, path) = rest.split_once(':')?;
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    });
+    match v1 {
+        Some(path) => Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(path.trim_start_matches('/')),
+        None => {
+            let path = table.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+            Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+        }
+    }
+}
+
+/// A `key value` line of a cgroup stat file.
+fn stat_value(file: &Path, key: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {}", file.display()))
+}
+
+/// A CPU quota (`ctr run --cpus`) holds a spinning guest to its share, and a pids limit set by
+/// update is in the task's cgroup, on either hierarchy.
+#[test]
+fn cpu_quota_throttles_a_spinning_guest_and_a_pids_limit_is_applied() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cd = containerd(&dir.path().join("cache"));
+    let spin = import(&cd, dir.path(), "spin", SPIN);
+    let pid = run_detached(&cd, &spin, "limited", &["--cpus", "0.2"]);
+    let cpu = cgroup_dir_of(pid, "cpu");
+    let v2 = cpu.join("cpu.max").exists();
+    if v2 {
+        let max = std::fs::read_to_string(cpu.join("cpu.max")).unwrap();
+        assert_eq!(max.trim(), "20000 100000", "cpu.max");
+    } else {
+        let quota = std::fs::read_to_string(cpu.join("cpu.cfs_quota_us")).unwrap();
+        assert_eq!(quota.trim(), "20000", "cpu.cfs_quota_us");
+    }
+    // CPU time used over a wall-clock window: about a fifth of it, and never most of it (an
+    // unthrottled spinner uses all of it).
+    let used = || -> f64 {
+        if v2 {
+            stat_value(&cpu.join("cpu.stat"), "usage_usec") as f64 / 1e6
+        } else {
+            let usage = cgroup_dir_of(pid, "cpuacct").join("cpuacct.usage");
+            let nanos: f64 = std::fs::read_to_string(usage)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            nanos / 1e9
+        }
+    };
+    let (start_used, start) = (used(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let share = (used() - start_used) / start.elapsed().as_secs_f64();
+    assert!(
+        share < 0.5,
+        "a 0.2 CPU quota let the guest use {share:.2} of a CPU"
+    );
+    assert!(
+        stat_value(&cpu.join("cpu.stat"), "nr_throttled") > 0,
+        "never throttled"
+    );
+
+    let api = wasmbay_testkit::ApiClient::connect(cd.address(), "wasmbay-test").unwrap();
+    api.update_task_resources("limited", br#"{"pids": {"limit": 16}}"#)
+        .unwrap();
+    let pids = cgroup_dir_of(pid, "pids").join("pids.max");
+    assert_eq!(
+        std::fs::read_to_string(&pids).unwrap().trim(),
+        "16",
+        "{}",
+        pids.display()
+    );
+    assert!(task_line(&cd, "limited").contains("RUNNING"));
+    kill_and_remove(&cd, "limited");
+}
+
 #[test]
 fn task_metrics_report_the_running_guest() {
     if !require_root() {

@@ -19,6 +19,14 @@ use libcontainer::error::LibcontainerError;
 /// libcontainer's delete, finished here when it failed only because systemd had already
 /// removed the container's scope.
 pub fn delete_container(container: &mut Container, force: bool) -> Result<(), LibcontainerError> {
+    delete_state(container, force)?;
+    if let Some(state_root) = container.root.parent() {
+        crate::userns_bundle::remove_bundle(state_root, container.id());
+    }
+    Ok(())
+}
+
+fn delete_state(container: &mut Container, force: bool) -> Result<(), LibcontainerError> {
     match container.delete(force) {
         Ok(()) => Ok(()),
         Err(e) if container.systemd() && scope_already_gone(&e) => {

@@ -21,6 +21,7 @@ pub mod fd_passing;
 pub mod guest;
 pub mod handler;
 pub mod prepare;
+pub mod userns_bundle;
 pub mod zygote;
 
 pub use executor::WasmExecutor;

@@ -9,6 +9,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::signal::Signal;
 use liboci_cli::{Create, Delete, Exec, Kill, Ps, Run, Start, State};
 use wasmbay_runtime_bridge::prepare::prepare;
+use wasmbay_runtime_bridge::userns_bundle::{self, UsernsBundle};
 use wasmbay_runtime_bridge::zygote::{CreateOrder, Zygote};
 use wasmbay_runtime_bridge::ENGINE_ANNOTATION;
 use wasmbay_shim_core::cache::ModuleCache;
@@ -35,8 +36,13 @@ fn load_spec(bundle: &Path) -> Result<(PathBuf, Spec)> {
 }
 
 /// Everything `create` and `run` do before the container exists: the `/dev` a rootfs without
-/// one needs, the module compiled into the cache and opened, the order for the zygote.
-fn order_for(global: &Global, id: &str, bundle: &Path) -> Result<(CreateOrder, Option<OwnedFd>)> {
+/// one needs, the module compiled into the cache and opened, the bundle libcontainer reads
+/// (kept until the create is done), the order for the zygote.
+fn order_for(
+    global: &Global,
+    id: &str,
+    bundle: &Path,
+) -> Result<(CreateOrder, Option<OwnedFd>, UsernsBundle)> {
     let (bundle, spec) = load_spec(bundle)?;
     wasmbay_runtime_bridge::dev_setup::prepare_bundle_dev(&bundle, &spec)?;
     let engine = engine_for(&spec, &global.engine);
@@ -48,7 +54,13 @@ fn order_for(global: &Global, id: &str, bundle: &Path) -> Result<(CreateOrder, O
     )?;
     fs::create_dir_all(&global.root)
         .with_context(|| format!("state directory {}", global.root.display()))?;
-    let mut order = CreateOrder::new(id, bundle, global.root.clone(), engine);
+    let libcontainer_bundle = UsernsBundle::prepare(&bundle, &spec, &global.root, id)?;
+    let mut order = CreateOrder::new(
+        id,
+        libcontainer_bundle.path().to_path_buf(),
+        global.root.clone(),
+        engine,
+    );
     order.systemd = global.systemd_cgroup;
     let code = match prepared.as_ref().map(|p| p.to_wire()).transpose()? {
         Some((wire, fd)) => {
@@ -57,7 +69,7 @@ fn order_for(global: &Global, id: &str, bundle: &Path) -> Result<(CreateOrder, O
         }
         None => None,
     };
-    Ok((order, code))
+    Ok((order, code, libcontainer_bundle))
 }
 
 /// Forks the zygote: the first thing `create` and `run` do, while this process has one thread.
@@ -68,7 +80,7 @@ fn zygote() -> Result<Zygote> {
 pub fn create(global: &Global, args: Create) -> Result<()> {
     let zygote = zygote()?;
     wasmbay_runtime_bridge::cgroup_warmup::begin();
-    let (mut order, code) = order_for(global, &args.container_id, &args.bundle)?;
+    let (mut order, code, staged) = order_for(global, &args.container_id, &args.bundle)?;
     order.pid_file = args.pid_file.clone();
     order.console_socket = args.console_socket.clone();
     order.preserve_fds = args.preserve_fds;
@@ -76,7 +88,10 @@ pub fn create(global: &Global, args: Create) -> Result<()> {
     // The caller (a shim, like runc's) is the subreaper that adopts the init.
     zygote
         .create(&order, None, code.as_ref().map(|fd| fd.as_fd()), false)
+        .inspect_err(|_| userns_bundle::remove_bundle(&global.root, &args.container_id))
         .with_context(|| format!("creating container {}", args.container_id))?;
+    // The container holds its own mounts now.
+    drop(staged);
     Ok(())
 }
 
@@ -182,7 +197,7 @@ pub fn delete(global: &Global, args: Delete) -> Result<()> {
 pub fn run(global: &Global, args: Run) -> Result<i32> {
     let zygote = zygote()?;
     wasmbay_runtime_bridge::cgroup_warmup::begin();
-    let (mut order, code) = order_for(global, &args.container_id, &args.bundle)?;
+    let (mut order, code, staged) = order_for(global, &args.container_id, &args.bundle)?;
     order.pid_file = args.pid_file.clone();
     order.console_socket = args.console_socket.clone();
     order.preserve_fds = args.preserve_fds;
@@ -201,7 +216,10 @@ pub fn run(global: &Global, args: Run) -> Result<i32> {
             code.as_ref().map(|fd| fd.as_fd()),
             !args.detach,
         )
+        .inspect_err(|_| userns_bundle::remove_bundle(&global.root, &args.container_id))
         .with_context(|| format!("creating container {}", args.container_id))?;
+    // The container holds its own mounts now.
+    drop(staged);
     // Nothing more to create: the zygote ends when its socket closes.
     drop(zygote);
     let mut container = load(global, &args.container_id)?;
