@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh --guests
+# --aarch64 too: the arm64 guest, built in the background below, runs depmod through qemu-user.
+./scripts/setup.sh --guests --aarch64
 ./scripts/build-corpus.sh
 
 # The Debian 13 guest (scripts/guest.sh) is fetched and built while the host builds: cold, it

@@ -516,6 +516,49 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     }
 }
 
+/// The images the pod tests share: the pause image (`pause:test`, the CRI's sandbox image),
+/// a spinning wasm guest and a busybox sleeper; returns the last two's references.
+fn import_pod_images(cd: &PrivateContainerd, dir: &Path, busybox: Vec<u8>) -> (String, String) {
+    import(
+        cd,
+        dir,
+        "pause",
+        "busybox",
+        busybox.clone(),
+        &["/busybox", "sleep", "1000000"],
+    );
+    let spin = import(cd, dir, "spin", "spin.wat", SPIN.into(), &["/spin.wat"]);
+    let sleeper = import(
+        cd,
+        dir,
+        "sleeper",
+        "busybox",
+        busybox,
+        &["/busybox", "sleep", "1000"],
+    );
+    (spin, sleeper)
+}
+
+/// Stops and removes pod `pod`.
+fn remove_pod(cri: &CriClient, pod: &str) {
+    cri!(
+        cri,
+        stop_pod_sandbox,
+        api::StopPodSandboxRequest {
+            pod_sandbox_id: pod.to_string(),
+        }
+    )
+    .unwrap();
+    cri!(
+        cri,
+        remove_pod_sandbox,
+        api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.to_string(),
+        }
+    )
+    .unwrap();
+}
+
 /// Whether kubelet's systemd cgroup driver can be mimicked here; prints why not.
 fn systemd_node() -> bool {
     if !wasmbay_testkit::require_systemd_cgroup_v2() {
@@ -576,31 +619,8 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
             ),
     )
     .expect("start a private containerd with CRI");
-    import(
-        &cd,
-        dir.path(),
-        "pause",
-        "busybox",
-        busybox.clone(),
-        &["/busybox", "sleep", "1000000"],
-    );
-    let spin = import(
-        &cd,
-        dir.path(),
-        "spin",
-        "spin.wat",
-        SPIN.into(),
-        &["/spin.wat"],
-    );
+    let (spin, sleeper) = import_pod_images(&cd, dir.path(), busybox);
     let hog = import(&cd, dir.path(), "hog", "hog.wat", HOG.into(), &["/hog.wat"]);
-    let sleeper = import(
-        &cd,
-        dir.path(),
-        "sleeper",
-        "busybox",
-        busybox,
-        &["/busybox", "sleep", "1000"],
-    );
     let cri = CriClient::connect(cd.address()).unwrap();
     let logs = dir.path().join("pod-logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -713,22 +733,7 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
     assert_eq!(status.reason, "OOMKilled", "{status:?}");
 
     for pod in [&wasm_pod.0, &runc_pod.0] {
-        cri!(
-            cri,
-            stop_pod_sandbox,
-            api::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            }
-        )
-        .unwrap();
-        cri!(
-            cri,
-            remove_pod_sandbox,
-            api::RemovePodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            }
-        )
-        .unwrap();
+        remove_pod(&cri, pod);
     }
     // Every scope of both pods is gone with them.
     let slice = Path::new("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice");
@@ -869,30 +874,7 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
     std::fs::write(cni.join("net.d/10-userns-pods.conflist"), network).unwrap();
     // The bridge is the node's, not the pod's: it goes with the test, however it ends.
     let _bridge = RemoveLink(POD_BRIDGE);
-    import(
-        &cd,
-        dir.path(),
-        "pause",
-        "busybox",
-        busybox.clone(),
-        &["/busybox", "sleep", "1000000"],
-    );
-    let spin = import(
-        &cd,
-        dir.path(),
-        "spin",
-        "spin.wat",
-        SPIN.into(),
-        &["/spin.wat"],
-    );
-    let sleeper = import(
-        &cd,
-        dir.path(),
-        "sleeper",
-        "busybox",
-        busybox,
-        &["/busybox", "sleep", "1000"],
-    );
+    let (spin, sleeper) = import_pod_images(&cd, dir.path(), busybox);
     let cri = CriClient::connect(cd.address()).unwrap();
     let logs = dir.path().join("pod-logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -1027,20 +1009,5 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "0", "{id:?}");
 
-    cri!(
-        cri,
-        stop_pod_sandbox,
-        api::StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        }
-    )
-    .unwrap();
-    cri!(
-        cri,
-        remove_pod_sandbox,
-        api::RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        }
-    )
-    .unwrap();
+    remove_pod(&cri, &pod);
 }

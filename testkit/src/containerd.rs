@@ -344,10 +344,9 @@ impl PrivateContainerd {
         // From here on cleanup is this value's Drop, not TempDir's (which would recurse into
         // mounts).
         let dir = tmp.keep();
-        // Traversable, not listable, as containerd makes its own root and state (0711): a
-        // container in a user namespace of its own (the CRI's `hostUsers: false`) opens bind
-        // sources below the state directory, such as its pod's /dev/shm, as an unprivileged
-        // host id.
+        // Traversable, not listable, as containerd makes its own root and state (0711), so
+        // that a container in a user namespace of its own (the CRI's `hostUsers: false`),
+        // whose root is an unprivileged host id, walks the paths below it as on a node.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .map_err(|error| TestkitError::Io {
                 what: "open up (0711)",
