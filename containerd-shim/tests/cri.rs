@@ -240,13 +240,8 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         }
     };
     let dir = tempfile::tempdir().unwrap();
-    let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
     let cd = PrivateContainerd::start_with(
-        containerd_config(&dir.path().join("cache"))
-            .with_namespace("k8s.io")
-            .with_cri(true)
-            .with_cri_sandbox_image(&pause_ref)
-            .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
+        cri_config(dir.path()).with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
     )
     .expect("start a private containerd with CRI");
     // The pod's pause container: built here, as there is no registry to pull one from.
@@ -258,7 +253,7 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         busybox.clone(),
         &["/busybox", "sleep", "1000000"],
     );
-    assert_eq!(pause, pause_ref);
+    assert_eq!(pause, ImageRef::parse("pause:test").unwrap().to_string());
     let app = import(
         &cd,
         dir.path(),
@@ -516,6 +511,16 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     }
 }
 
+/// A private containerd's configuration with the CRI on, in kubelet's namespace, with the
+/// pause image the tests build (`pause:test`) as its sandbox image.
+fn cri_config(dir: &Path) -> wasmbay_testkit::ContainerdConfig {
+    let pause = ImageRef::parse("pause:test").unwrap().to_string();
+    containerd_config(&dir.join("cache"))
+        .with_namespace("k8s.io")
+        .with_cri(true)
+        .with_cri_sandbox_image(&pause)
+}
+
 /// The images the pod tests share: the pause image (`pause:test`, the CRI's sandbox image),
 /// a spinning wasm guest and a busybox sleeper; returns the last two's references.
 fn import_pod_images(cd: &PrivateContainerd, dir: &Path, busybox: Vec<u8>) -> (String, String) {
@@ -607,12 +612,8 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
     }
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
     let dir = tempfile::tempdir().unwrap();
-    let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
     let cd = PrivateContainerd::start_with(
-        containerd_config(&dir.path().join("cache"))
-            .with_namespace("k8s.io")
-            .with_cri(true)
-            .with_cri_sandbox_image(&pause_ref)
+        cri_config(dir.path())
             .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME).option("SystemdCgroup", true))
             .with_cri_runtime(
                 CriRuntime::new("runc", "io.containerd.runc.v2").option("SystemdCgroup", true),
@@ -849,13 +850,8 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
     }
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
     let dir = tempfile::tempdir().unwrap();
-    let pause_ref = ImageRef::parse("pause:test").unwrap().to_string();
     let cd = PrivateContainerd::start_with(
-        containerd_config(&dir.path().join("cache"))
-            .with_namespace("k8s.io")
-            .with_cri(true)
-            .with_cri_sandbox_image(&pause_ref)
-            .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
+        cri_config(dir.path()).with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
     )
     .expect("start a private containerd with CRI");
     let cni = cd.dir().join("cni");
