@@ -121,6 +121,14 @@ impl StubTask {
         self.log.lock().unwrap().push(format!("{call} {}", self.id));
     }
 
+    /// Whether the process is stopped (`T` in /proc/PID/stat, after the command's name).
+    fn stopped(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    }
+
     fn signal(&self, signal: i32) -> anyhow::Result<()> {
         // SAFETY: kill has no memory effects. The service signals only a process it has not
         // yet recorded as ended, and these tests' children are reaped only by its watchers.
@@ -145,7 +153,20 @@ impl TaskContainer for StubTask {
 
     fn pause(&mut self) -> anyhow::Result<()> {
         self.note("pause");
-        self.signal(libc::SIGSTOP)
+        self.signal(libc::SIGSTOP)?;
+        // The freezer's pause returns once the task is frozen; SIGSTOP is only acted on when
+        // the process next runs, and a SIGTERM sent before that would be taken first (the
+        // lower number), ending a task the test means to be paused (seen on a loaded CI).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.stopped() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "stub {} did not stop",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     fn resume(&mut self) -> anyhow::Result<()> {
