@@ -45,9 +45,28 @@ impl ContainerdFrontend {
         let containerd = PrivateContainerd::start_with(config).map_err(|e| e.to_string())?;
         Ok(ContainerdFrontend {
             containerd,
-            runtime: format!("io.containerd.{engine}.v1"),
+            runtime: wasmbay_shim_core::names::runtime_type(engine),
         })
     }
+}
+
+impl ContainerdFrontend {
+    /// Whether `ctr tasks ls` lists the task `id` as running.
+    fn task_running(&self, id: &str) -> bool {
+        self.containerd
+            .ctr()
+            .args(["tasks", "ls"])
+            .output()
+            .is_ok_and(|o| listed_as_running(&String::from_utf8_lossy(&o.stdout), id))
+    }
+}
+
+/// In `ctr tasks ls` output (`TASK PID STATUS` rows), whether `id`'s row says RUNNING.
+fn listed_as_running(listing: &str, id: &str) -> bool {
+    listing.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        fields.next() == Some(id) && fields.nth(1) == Some("RUNNING")
+    })
 }
 
 impl Frontend for ContainerdFrontend {
@@ -77,12 +96,18 @@ impl Frontend for ContainerdFrontend {
             .arg("--config")
             .arg(&config_path)
             .arg(&id);
+        // A case's timeout counts from its guest's start. A kill that came while `ctr run` was
+        // still creating the task would end it before its start (ctr then exits 1 with no
+        // output, as seen in a slow guest with containerd 1.6): until the task runs, the kill
+        // is put off and retried.
         let kill = || {
-            self.containerd
-                .ctr()
-                .args(["tasks", "kill", "--signal", "SIGKILL", &id])
-                .output()
-                .is_ok_and(|o| o.status.success())
+            self.task_running(&id)
+                && self
+                    .containerd
+                    .ctr()
+                    .args(["tasks", "kill", "--signal", "SIGKILL", &id])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
         };
         let observed = run_process_with_timeout(
             run,
@@ -102,5 +127,20 @@ impl Frontend for ContainerdFrontend {
             .args(["containers", "delete", &id])
             .output();
         observed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_running_task_is_listed_as_running() {
+        let listing =
+            "TASK      PID     STATUS\nwbcd-1-1  4242    CREATED\nwbcd-1-2  4343    RUNNING\n";
+        assert!(!listed_as_running(listing, "wbcd-1-1"));
+        assert!(listed_as_running(listing, "wbcd-1-2"));
+        assert!(!listed_as_running(listing, "wbcd-1"));
+        assert!(!listed_as_running("", "wbcd-1-2"));
     }
 }

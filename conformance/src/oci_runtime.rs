@@ -139,11 +139,18 @@ impl Frontend for OciRuntimeFrontend {
         );
         let mut run = self.command();
         run.arg("run").arg("--bundle").arg(&bundle).arg(&id);
+        // The timeout counts from the guest's start: a kill while `run` is still creating the
+        // container would end it before it ran, so it waits until the state says running.
         let kill = || {
             self.command()
-                .args(["kill", &id, "KILL"])
+                .args(["state", &id])
                 .output()
-                .is_ok_and(|o| o.status.success())
+                .is_ok_and(|o| state_is_running(&o.stdout))
+                && self
+                    .command()
+                    .args(["kill", &id, "KILL"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
         };
         let observed = run_process_with_timeout(
             run,
@@ -154,5 +161,27 @@ impl Frontend for OciRuntimeFrontend {
         // `run` deletes the container when it ends; this only matters after a failure.
         let _ = self.command().args(["delete", "--force", &id]).output();
         observed
+    }
+}
+
+/// Whether an OCI runtime's `state` output (JSON) says `"status": "running"`.
+fn state_is_running(state: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(state)
+        .is_ok_and(|s| s.get("status").and_then(|v| v.as_str()) == Some("running"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_running_state_lets_the_timeout_kill() {
+        assert!(state_is_running(
+            br#"{"ociVersion":"1.0.2","id":"x","status":"running","pid":7}"#
+        ));
+        assert!(!state_is_running(
+            br#"{"id":"x","status":"created","pid":7}"#
+        ));
+        assert!(!state_is_running(b"container x does not exist"));
     }
 }
