@@ -47,6 +47,6 @@ done
 
 "$bin/wasmbay" image build examples/hello.wat --name hello-wasm:demo --output "$work/hello.tar" --platform linux/amd64 >/dev/null
 ctr --address "$work/c.sock" -n demo images import "$work/hello.tar" >/dev/null
-echo "demo: running docker.io/library/hello-wasm:demo with runtime io.containerd.wasmtime.v1"
+echo "demo: running docker.io/library/hello-wasm:demo with runtime io.containerd.wasmbay-wasmtime.v1"
 ctr --address "$work/c.sock" -n demo run --rm --fifo-dir "$work/fifo" \
-    --runtime io.containerd.wasmtime.v1 docker.io/library/hello-wasm:demo hello
+    --runtime io.containerd.wasmbay-wasmtime.v1 docker.io/library/hello-wasm:demo hello

@@ -1,8 +1,8 @@
-//! `containerd-shim-<engine>-v1`: the containerd shim v2 for wasm containers.
+//! `containerd-shim-wasmbay-<engine>-v1`: the containerd shim v2 for wasm containers.
 //!
-//! containerd starts this binary by its runtime name (`io.containerd.wasmtime.v1` →
-//! `containerd-shim-wasmtime-v1`); the engine is the `<engine>` part of the binary name, so one
-//! binary can serve several engines through links. Containers are created with the
+//! containerd starts this binary by its runtime type (`io.containerd.wasmbay-wasmtime.v1` →
+//! `containerd-shim-wasmbay-wasmtime-v1`, see `wasmbay_shim_core::names`); the engine is the
+//! `<engine>` part of the binary name, so one binary can serve several engines through links. Containers are created with the
 //! runtime-bridge executor on libcontainer: wasm runs on the engine, native entrypoints (the
 //! pod's pause container, sidecars) are exec'd as runc would.
 
@@ -28,18 +28,18 @@ mod zygote_containers;
 use std::io::Write;
 
 use containerd_shim::Shim;
+use wasmbay_shim_core::names;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let engine = std::env::var(service::ENGINE_ENV)
-        .ok()
-        .filter(|e| !e.is_empty())
-        .or_else(|| {
-            args.first()
-                .and_then(|argv0| service::engine_from_binary_name(argv0))
-        })
-        .unwrap_or_else(|| wasmbay_engines::DEFAULT_ENGINE.to_string());
-    let runtime_id = format!("io.containerd.{engine}.v1");
+    let engine = match engine_to_serve(args.first().map(String::as_str)) {
+        Ok(engine) => engine,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(1);
+        }
+    };
+    let runtime_id = names::runtime_type(&engine);
     // containerd before 2.3 passes the start parameters in flags and the environment and, up to
     // 1.6, reads back a bare socket address; the shim crate answers the newer JSON form, which
     // 1.6 cannot parse. The legacy start is therefore answered here.
@@ -76,6 +76,31 @@ fn main() {
         eprintln!("{runtime_id}: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The engine this process serves: the one `start` handed its daemon in the environment, else
+/// the one the binary's name says. Any other name is refused rather than served by a default
+/// engine, which would run a pod on an engine nobody chose.
+fn engine_to_serve(argv0: Option<&str>) -> Result<String, String> {
+    if let Some(engine) = std::env::var(service::ENGINE_ENV)
+        .ok()
+        .filter(|e| !e.is_empty())
+    {
+        return names::engine_of_runtime_handler(&names::runtime_handler(&engine))
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}={engine:?}: not an engine name", service::ENGINE_ENV));
+    }
+    let argv0 = argv0.unwrap_or_default();
+    names::engine_of_shim_binary(argv0)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "{argv0:?}: the engine is told by the binary's name, which must be {} \
+                 (or set {})",
+                names::shim_binary("<engine>"),
+                service::ENGINE_ENV
+            )
+        })
 }
 
 fn legacy_start(runtime_id: &str, args: &[String]) -> Result<String, containerd_shim::Error> {

@@ -4,7 +4,7 @@
 /// every shim and container init; an ELF type of ET_EXEC (not ET_DYN) shows that it took.
 #[test]
 fn the_shim_is_linked_at_a_fixed_address() {
-    let path = env!("CARGO_BIN_EXE_containerd-shim-wasmtime-v1");
+    let path = env!("CARGO_BIN_EXE_containerd-shim-wasmbay-wasmtime-v1");
     let bytes = std::fs::read(path).unwrap();
     assert_eq!(&bytes[..4], b"\x7fELF", "{path} is not ELF");
     let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);

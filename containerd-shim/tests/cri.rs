@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{containerd_config, EXEC_TARGET, HOG, RUNTIME, SPIN};
+use common::{containerd_config, EXEC_TARGET, HANDLER, HOG, RUNTIME, SPIN};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::cri::{api, CriClient};
 use wasmbay_testkit::{processes_mentioning, require_root, CriRuntime, PrivateContainerd};
@@ -241,7 +241,7 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cd = PrivateContainerd::start_with(
-        cri_config(dir.path()).with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
+        cri_config(dir.path()).with_cri_runtime(CriRuntime::new(HANDLER, RUNTIME)),
     )
     .expect("start a private containerd with CRI");
     // The pod's pause container: built here, as there is no registry to pull one from.
@@ -308,7 +308,7 @@ fn a_pod_with_a_wasm_container_and_a_busybox_sidecar() {
         run_pod_sandbox,
         api::RunPodSandboxRequest {
             config: Some(sandbox_config.clone()),
-            runtime_handler: "wasmtime".into(),
+            runtime_handler: HANDLER.into(),
         }
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
@@ -614,7 +614,7 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
     let dir = tempfile::tempdir().unwrap();
     let cd = PrivateContainerd::start_with(
         cri_config(dir.path())
-            .with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME).option("SystemdCgroup", true))
+            .with_cri_runtime(CriRuntime::new(HANDLER, RUNTIME).option("SystemdCgroup", true))
             .with_cri_runtime(
                 CriRuntime::new("runc", "io.containerd.runc.v2").option("SystemdCgroup", true),
             ),
@@ -676,7 +676,7 @@ fn under_kubelets_systemd_driver_wasm_pods_land_where_runc_pods_do() {
 
     let runc_pod = run_pod("runc-pod", "runc");
     let runc_sleeper = run_container(&runc_pod, "sleeper", &sleeper, 0);
-    let wasm_pod = run_pod("wasm-pod", "wasmtime");
+    let wasm_pod = run_pod("wasm-pod", HANDLER);
     let wasm_spin = run_container(&wasm_pod, "spin", &spin, 0);
     let wasm_sleeper = run_container(&wasm_pod, "sleeper", &sleeper, 0);
 
@@ -851,7 +851,7 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
     let dir = tempfile::tempdir().unwrap();
     let cd = PrivateContainerd::start_with(
-        cri_config(dir.path()).with_cri_runtime(CriRuntime::new("wasmtime", RUNTIME)),
+        cri_config(dir.path()).with_cri_runtime(CriRuntime::new(HANDLER, RUNTIME)),
     )
     .expect("start a private containerd with CRI");
     let cni = cd.dir().join("cni");
@@ -915,7 +915,7 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
             run_pod_sandbox,
             api::RunPodSandboxRequest {
                 config: Some(sandbox_config.clone()),
-                runtime_handler: "wasmtime".into(),
+                runtime_handler: HANDLER.into(),
             }
         ) {
             Ok(answer) => break answer.pod_sandbox_id,

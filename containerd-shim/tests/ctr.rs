@@ -500,7 +500,7 @@ fn a_killed_shim_leaves_nothing_behind() {
         .unwrap();
     assert!(std::fs::read_to_string(format!("/proc/{shim}/cmdline"))
         .unwrap()
-        .contains("containerd-shim-wasmtime-v1"));
+        .contains("containerd-shim-wasmbay-wasmtime-v1"));
     // The rootfs is mounted in the shim's own mount namespace, not in the host's: init
     // processes then never parse a host mount table that grows with every container.
     let rootfs = cd

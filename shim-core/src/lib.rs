@@ -8,7 +8,8 @@
 //!   `#func` suffix, and telling wasm apart from native programs,
 //! - the on-disk cache of precompiled modules ([`cache`]),
 //! - the life of an init or exec as a state machine the shim obeys ([`lifecycle`]),
-//! - the exit-code conventions ([`exit`]).
+//! - the exit-code conventions ([`exit`]),
+//! - the names containerd and Kubernetes know the shims by ([`names`]).
 //!
 //! It must not depend on containerd, youki or any engine: frontends and engines depend on it,
 //! never the other way round. Everything here is plain Rust that can be unit-tested without root.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod entrypoint;
 pub mod exit;
 pub mod lifecycle;
+pub mod names;
 pub mod oci;
 pub mod runner;
 pub mod signals;

@@ -32,7 +32,7 @@ const SLEEP: &str = r#"(module
     (i32.store16 (i32.const 40) (i32.const 0))
     (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
 
-const WASM_RUNTIME: &str = "io.containerd.wasmtime.v1";
+const WASM_RUNTIME: &str = "io.containerd.wasmbay-wasmtime.v1";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct StartBench {
@@ -202,7 +202,7 @@ fn wakeups_per_second(pids: &std::collections::BTreeSet<u32>) -> f64 {
 }
 
 /// The shim binaries whose processes must be gone before a memory measurement.
-const WASM_SHIM_BINARY: &str = "containerd-shim-wasmtime-v1";
+const WASM_SHIM_BINARY: &str = "containerd-shim-wasmbay-wasmtime-v1";
 const RUNC_SHIM_BINARY: &str = "containerd-shim-runc-v2";
 
 /// Waits until no process runs `binary` (shims of earlier runs linger for a moment), so that
@@ -330,7 +330,7 @@ fn sleepers_memory(
 
 pub fn run(bench: StartBench) -> Result<i32> {
     let exe = std::env::current_exe()?;
-    let shim = exe.with_file_name("containerd-shim-wasmtime-v1");
+    let shim = exe.with_file_name("containerd-shim-wasmbay-wasmtime-v1");
     if !shim.is_file() {
         bail!(
             "{} not found (build the workspace binaries)",

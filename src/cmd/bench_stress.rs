@@ -24,7 +24,7 @@ const GUESTS: [(&str, &str, i32); 3] = [
 /// A run that has not ended by then is counted as a hang (and killed).
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
-const WASM_RUNTIME: &str = "io.containerd.wasmtime.v1";
+const WASM_RUNTIME: &str = "io.containerd.wasmbay-wasmtime.v1";
 
 pub struct StressBench {
     /// Runs through the shim (spread over the guests).
@@ -122,7 +122,7 @@ pub fn run(bench: StressBench) -> Result<i32> {
     let work = tempfile::Builder::new().prefix("wbstress-").tempdir()?;
     let mut outcomes = Vec::new();
     if bench.shim_runs > 0 {
-        let shim = bin_dir.join("containerd-shim-wasmtime-v1");
+        let shim = bin_dir.join("containerd-shim-wasmbay-wasmtime-v1");
         if !shim.is_file() {
             bail!(
                 "{} not found (build the workspace binaries)",

@@ -12,7 +12,7 @@ use wasmbay_conformance::{
     Frontend, Matrix, OciRuntimeFrontend, Pace, Report,
 };
 use wasmbay_shim_core::entrypoint::FileFormat;
-use wasmbay_shim_core::{ModuleKind, StopMode};
+use wasmbay_shim_core::{names, ModuleKind, StopMode};
 
 use wasmbay_engines as engines;
 
@@ -50,7 +50,7 @@ pub struct ConformanceArgs {
     jobs: Option<usize>,
     /// The OCI runtime binary for `--frontend oci-runtime` (default: `wasmbay-runtime` next to
     /// this binary), or the shim binary for `--frontend containerd` (default:
-    /// `containerd-shim-wasmtime-v1` next to this binary).
+    /// `containerd-shim-wasmbay-wasmtime-v1` next to this binary).
     #[arg(long, value_name = "PATH")]
     runtime: Option<PathBuf>,
     /// Multiply every case's timeout by this factor (at least 1), for machines that run guests
@@ -170,15 +170,15 @@ fn runtime_binary(args: &ConformanceArgs) -> Result<PathBuf> {
 fn shim_binary(args: &ConformanceArgs) -> Result<PathBuf> {
     match &args.runtime {
         Some(path) => Ok(path.clone()),
-        None => sibling_binary("containerd-shim-wasmtime-v1"),
+        None => sibling_binary(&names::shim_binary("wasmtime")),
     }
 }
 
-/// A directory where `containerd-shim-<engine>-v1` is the shim binary: the binary serves
+/// A directory where `containerd-shim-wasmbay-<engine>-v1` is the shim binary: the binary serves
 /// the engine its name says, so other engines are links to it.
 fn shim_dir_for(args: &ConformanceArgs, engine: &str, state: &Path) -> Result<PathBuf> {
     let shim = shim_binary(args)?;
-    let name = format!("containerd-shim-{engine}-v1");
+    let name = names::shim_binary(engine);
     if shim.file_name().and_then(|n| n.to_str()) == Some(name.as_str()) {
         return Ok(shim
             .parent()

@@ -74,9 +74,9 @@ impl From<bool> for TomlValue {
 /// A `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.<name>]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CriRuntime {
-    /// The handler name (`runtimeClassName` in Kubernetes), e.g. `wasmtime`.
+    /// The handler name (`runtimeClassName` in Kubernetes), e.g. `wasmbay-wasmtime`.
     pub name: String,
-    /// e.g. `io.containerd.wasmtime.v1` or `io.containerd.runc.v2`.
+    /// e.g. `io.containerd.wasmbay-wasmtime.v1` or `io.containerd.runc.v2`.
     pub runtime_type: String,
     /// Keys of the entry itself, e.g. `pod_annotations`.
     pub settings: BTreeMap<String, TomlValue>,
@@ -845,14 +845,14 @@ mod tests {
         let toml = ContainerdConfig::default()
             .with_cri(true)
             .with_cri_runtime(
-                CriRuntime::new("wasmtime", "io.containerd.wasmtime.v1")
+                CriRuntime::new("wasmbay-wasmtime", "io.containerd.wasmbay-wasmtime.v1")
                     .option("BinaryName", "/usr/local/bin/x"),
             )
             .with_plugin_table("io.containerd.runtime.v1.linux", "  shim_debug = true")
             .render(Path::new("/tmp/wbk-y"));
         assert!(!toml.contains("disabled_plugins = [\"io.containerd.grpc.v1.cri\""));
         assert!(toml.contains(
-            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"wasmtime\"]\n  runtime_type = \"io.containerd.wasmtime.v1\""
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"wasmbay-wasmtime\"]\n  runtime_type = \"io.containerd.wasmbay-wasmtime.v1\""
         ), "{toml}");
         assert!(toml.contains("BinaryName = \"/usr/local/bin/x\""), "{toml}");
         assert!(toml.contains("Root = \"/tmp/wbk-y/runc\""), "{toml}");

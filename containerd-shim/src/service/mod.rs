@@ -41,7 +41,7 @@ use crate::exec::ExecProc;
 use errors::{exec_not_found, not_found};
 use idle::IdleTimer;
 
-pub use shim_actions::{engine_from_binary_name, ENGINE_ENV};
+pub use shim_actions::ENGINE_ENV;
 
 /// Where task events go: containerd's event service in the daemon (`events.rs`).
 pub(crate) trait Publish: Send + Sync {

@@ -19,13 +19,6 @@ use crate::zygote_containers::ZygoteContainers;
 /// Set by the shim's `start` for the daemon it spawns: the engine named by containerd's runtime.
 pub const ENGINE_ENV: &str = "WASMBAY_SHIM_ENGINE";
 
-/// `containerd-shim-wasmtime-v1` → `wasmtime`.
-pub fn engine_from_binary_name(argv0: &str) -> Option<String> {
-    let name = Path::new(argv0).file_name()?.to_str()?;
-    let engine = name.strip_prefix("containerd-shim-")?.strip_suffix("-v1")?;
-    (!engine.is_empty()).then(|| engine.to_string())
-}
-
 /// Container state of the shims of one containerd (told apart by its socket address, so that
 /// two containerd instances never share state) and one namespace.
 fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
@@ -37,11 +30,11 @@ fn state_root(containerd_address: &str, namespace: &str) -> PathBuf {
         .join(namespace)
 }
 
+/// `main` builds the runtime id from a checked engine name, so it always parses back; were it
+/// not to, the id itself becomes the engine, which Create then refuses by that name.
 fn engine_of_runtime(runtime_id: &str) -> String {
-    runtime_id
-        .strip_prefix("io.containerd.")
-        .and_then(|r| r.strip_suffix(".v1"))
-        .unwrap_or("wasmtime")
+    wasmbay_shim_core::names::engine_of_runtime_type(runtime_id)
+        .unwrap_or(runtime_id)
         .to_string()
 }
 
@@ -107,7 +100,7 @@ impl containerd_shim::Shim for Service {
         }
         let _ = std::fs::remove_file(socket);
         // The daemon is spawned from /proc/self/exe, which names the real binary rather than
-        // the link containerd found (`containerd-shim-wasmer-v1` → `…-wasmtime-v1`), so the
+        // the link containerd found (`…-wasmbay-wasmer-v1` → `…-wasmbay-wasmtime-v1`), so the
         // engine travels in the environment.
         let engine = settings.engine.clone();
         let (_, address) =
@@ -173,14 +166,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_engine_comes_from_the_binary_or_runtime_name() {
+    fn the_engine_comes_from_the_runtime_name() {
         assert_eq!(
-            engine_from_binary_name("/usr/bin/containerd-shim-wasmer-v1").as_deref(),
-            Some("wasmer")
+            engine_of_runtime("io.containerd.wasmbay-wasmedge.v1"),
+            "wasmedge"
         );
-        assert_eq!(engine_from_binary_name("containerd-shim--v1"), None);
-        assert_eq!(engine_from_binary_name("/bin/sh"), None);
-        assert_eq!(engine_of_runtime("io.containerd.wasmedge.v1"), "wasmedge");
+        assert_eq!(
+            engine_of_runtime("io.containerd.wasmtime.v1"),
+            "io.containerd.wasmtime.v1"
+        );
     }
 
     #[test]

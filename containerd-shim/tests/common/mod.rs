@@ -9,10 +9,22 @@ use std::time::Duration;
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
-pub const RUNTIME: &str = "io.containerd.wasmtime.v1";
+/// The runtime type containerd knows the shim by (`wasmbay_shim_core::names::runtime_type`).
+pub const RUNTIME: &str = "io.containerd.wasmbay-wasmtime.v1";
+/// Its CRI runtime handler, as a RuntimeClass names it.
+pub const HANDLER: &str = "wasmbay-wasmtime";
+
+/// This machine's architecture as OCI platforms name it.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
 
 pub fn shim_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wasmtime-v1"))
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wasmbay-wasmtime-v1"))
         .parent()
         .unwrap()
         .to_path_buf()
@@ -141,7 +153,7 @@ pub fn shims_of(cd: &PrivateContainerd) -> Vec<u32> {
         .into_iter()
         .filter(|&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.contains("containerd-shim-wasmtime-v1"))
+                .is_ok_and(|c| c.contains("containerd-shim-wasmbay-wasmtime-v1"))
         })
         .collect();
     mentioning
