@@ -1,6 +1,7 @@
 //! `wasmbay`: run WebAssembly modules, check conformance, manage the precompiled cache.
 
 mod cmd;
+mod node;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     Engines,
     /// containerd integration: runtime configuration and installing the shims.
     Containerd(cmd::containerd::ContainerdArgs),
+    /// Install onto a node (plain containerd, k3s, rke2, microk8s, k0s), remove, or check.
+    Node(node::NodeArgs),
     /// Measure start-up from the cache and kill latency.
     Bench(cmd::bench::BenchArgs),
     /// Build OCI images holding a module, for containerd (`ctr image import`).
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Cache(args) => cmd::cache::main(args),
         Command::Bench(args) => cmd::bench::main(args),
         Command::Containerd(args) => cmd::containerd::main(args),
+        Command::Node(args) => node::main(args),
         Command::Image(args) => cmd::image::main(args),
         Command::Engines => {
             for name in wasmbay_engines::KNOWN {
