@@ -437,6 +437,30 @@ fn a_tree_without_containerd_is_a_clear_error_and_nothing_changes() {
     assert!(said.contains("k3s"), "{said}");
     assert_eq!(snapshot(dir.path()), before);
 
+    // A containerd whose CRI does not answer now: nothing is changed, as a restart could not
+    // show whether the new file is good.
+    let dir = tree(&[("/etc/containerd/config.toml", "version = 2\n")]);
+    let shim = fake_shim(dir.path());
+    let before = snapshot(dir.path());
+    let out = node(
+        dir.path(),
+        &[
+            "install",
+            "--restart-command",
+            "true",
+            "--engine",
+            "wasmtime",
+            "--shim",
+            shim.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(said.contains("does not answer before any change"), "{said}");
+    assert_eq!(snapshot(dir.path()), before);
+
     // A configuration that is not TOML is named, and nothing is written either.
     let dir = tree(&[("/etc/containerd/config.toml", "version = 2\n[plugins\n")]);
     let before = snapshot(dir.path());

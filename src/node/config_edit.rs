@@ -206,10 +206,25 @@ pub fn major_of(version: &str) -> Option<u32> {
 /// `text` with `entries` in it. Entries already there as given are left byte for byte, so a
 /// second edit changes nothing; a wasmbay entry that differs is rewritten; a table of the
 /// same name that is not wasmbay's is an error.
+///
+/// containerd replaces its built-in runtime list with the file's as soon as the file names
+/// one runtime, and its CRI plugin then fails to load ("no corresponding runtime configured
+/// ... for `default_runtime_name = \"runc\"`", seen with containerd 1.6 and 1.7 on Debian's
+/// stock file). So where the file names no runtime of the default's name, that entry is
+/// written out as containerd has it built in, marked as wasmbay's.
 pub fn add(
     text: &str,
     containerd: Option<&str>,
     entries: &[RuntimeEntry],
+) -> Result<Edited, ConfigError> {
+    add_entries(text, containerd, entries, true)
+}
+
+fn add_entries(
+    text: &str,
+    containerd: Option<&str>,
+    entries: &[RuntimeEntry],
+    keep_default_runtime: bool,
 ) -> Result<Edited, ConfigError> {
     let mut doc = parse(text)?;
     let schema = schema_of_doc(&doc, containerd)?;
@@ -217,6 +232,14 @@ pub fn add(
         doc.insert("version", toml_edit::value(schema.number()));
     }
     let path = schema.runtimes_path();
+    let default_runtime = doc
+        .get(path[0])
+        .and_then(|p| p.get(path[1]))
+        .and_then(|c| c.get(path[2]))
+        .and_then(|c| c.get("default_runtime_name"))
+        .and_then(Item::as_str)
+        .unwrap_or(DEFAULT_RUNTIME)
+        .to_string();
     let mut runtimes = doc.as_table_mut();
     for (depth, key) in path.iter().enumerate() {
         let item = runtimes
@@ -259,17 +282,53 @@ pub fn add(
             }
         }
     }
+    if keep_default_runtime
+        && default_runtime == DEFAULT_RUNTIME
+        && !runtimes.contains_key(DEFAULT_RUNTIME)
+    {
+        runtimes.insert(DEFAULT_RUNTIME, Item::Table(builtin_runc()));
+    }
     Ok(Edited {
         text: doc.to_string(),
         schema,
     })
 }
 
+/// containerd's default runtime, and the one entry it has built in.
+const DEFAULT_RUNTIME: &str = "runc";
+const RUNC_TYPE: &str = "io.containerd.runc.v2";
+const RUNC_NOTE: &str = "containerd's built-in runc entry, written out because a file that \
+     names any runtime replaces the built-in list; `wasmbay node uninstall` removes it.";
+
+fn builtin_runc() -> Table {
+    let mut table = Table::new();
+    table.insert("runtime_type", toml_edit::value(RUNC_TYPE));
+    table
+        .decor_mut()
+        .set_prefix(format!("\n# {MARK}: {RUNC_NOTE}\n"));
+    table
+}
+
+/// Whether `item` is the runc entry [`add`] wrote out, unchanged since.
+fn is_our_runc(item: &Item) -> bool {
+    let Some(table) = item.as_table() else {
+        return false;
+    };
+    table.len() == 1
+        && table.get("runtime_type").and_then(Item::as_str) == Some(RUNC_TYPE)
+        && table
+            .decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p.contains(RUNC_NOTE))
+}
+
 /// A drop-in file of wasmbay's own: a `version` (containerd reads a file without one as
 /// version 1, imported files included) and the entries.
 pub fn fresh(schema: Schema, entries: &[RuntimeEntry]) -> Result<String, ConfigError> {
     let text = format!("version = {}\n", schema.number());
-    add(&text, None, entries).map(|e| e.text)
+    // A merged file adds to the list rather than replacing it: no runc entry here.
+    add_entries(&text, None, entries, false).map(|e| e.text)
 }
 
 fn implicit_table() -> Table {
@@ -310,6 +369,9 @@ fn remove_under(table: &mut Table, path: &[&str], removed: &mut Vec<String>) {
         for handler in ours {
             table.remove(&handler);
             removed.push(handler);
+        }
+        if table.get(DEFAULT_RUNTIME).is_some_and(is_our_runc) {
+            table.remove(DEFAULT_RUNTIME);
         }
         return;
     };
@@ -442,6 +504,50 @@ version = 2
         let ours = text.find("runtimes.wasmbay-wasmtime]").unwrap();
         assert!(ours > text.find("SystemdCgroup").unwrap());
         assert!(ours < text.find("io.containerd.internal.v1.opt").unwrap());
+    }
+
+    /// Debian's stock /etc/containerd/config.toml (containerd 1.6.20 and 1.7.24): no runtime
+    /// named, so containerd's built-in runc stands until a file names any.
+    const DEBIAN_STOCK: &str = r#"version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+"#;
+
+    #[test]
+    fn the_built_in_runc_is_written_out_where_the_file_names_no_runtime() {
+        let edited = add(DEBIAN_STOCK, Some("1.7.24"), &entries()).unwrap().text;
+        let doc: DocumentMut = edited.parse().unwrap();
+        let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        assert_eq!(
+            runtimes["runc"]["runtime_type"].as_str(),
+            Some("io.containerd.runc.v2")
+        );
+        assert!(runtimes["wasmbay-wasmtime"].is_table());
+        assert_eq!(remove(&edited, false).unwrap().0, DEBIAN_STOCK);
+        // Once the operator has changed that runc entry, it is theirs and stays.
+        let theirs = edited.replace(
+            "runtime_type = \"io.containerd.runc.v2\"\n",
+            "runtime_type = \"io.containerd.runc.v2\"\nSystemdCgroup = true\n",
+        );
+        assert!(remove(&theirs, false).unwrap().0.contains("SystemdCgroup"));
+        // A file whose runtimes are named already gets none; neither does another default.
+        assert!(!add(DEBIAN, None, &entries())
+            .unwrap()
+            .text
+            .contains(RUNC_NOTE));
+        let crun = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"crun\"\n";
+        assert!(!add(crun, None, &entries())
+            .unwrap()
+            .text
+            .contains("runtimes.runc"));
+        // A drop-in adds to the merged list: no runc there.
+        assert!(!fresh(Schema::V3, &entries()).unwrap().contains("runc"));
     }
 
     #[test]

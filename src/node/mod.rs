@@ -300,6 +300,18 @@ fn install(args: &InstallArgs) -> Result<i32> {
             layout.distribution.name()
         );
     }
+    if config_changes && !change.no_restart {
+        // A containerd that does not serve the CRI now would not after the restart either, and
+        // the rollback could not tell a refused file from that: say so before changing anything.
+        if let Err(e) = cri_probe::status(&node.path(&layout.socket), Duration::from_secs(10)) {
+            bail!(
+                "containerd's CRI at {} does not answer before any change ({e}); nothing was \
+                 changed. Start containerd with its CRI plugin (not in `disabled_plugins`), or \
+                 pass --no-restart to only write the configuration",
+                layout.socket.display()
+            );
+        }
+    }
 
     let record_before = record::load(&node)?;
     // The file before wasmbay: kept from the first install while the file still holds what
