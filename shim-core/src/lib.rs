@@ -15,6 +15,7 @@
 //! never the other way round. Everything here is plain Rust that can be unit-tested without root.
 
 pub mod cache;
+pub mod cgroup_move;
 pub mod engine;
 pub mod entrypoint;
 pub mod exit;

@@ -122,6 +122,15 @@ enum What {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// The kernel's wait in a cgroup move (the one the shim's warm-up starts early): this
+    /// process moved into its own cgroup after an idle spell, then once more at once (root).
+    CgroupMove {
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// The idle spell before each first move, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        idle_ms: u64,
+    },
 }
 
 pub fn main(args: BenchArgs) -> Result<i32> {
@@ -133,6 +142,9 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::CgroupMove { rounds, idle_ms } => {
+            bench_cgroup_move(rounds.max(1), Duration::from_millis(idle_ms))
+        }
         What::Stress {
             shim_runs,
             parallelism,
@@ -354,6 +366,34 @@ const SPIN: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 6))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (loop (br 0))))"#;
+
+fn bench_cgroup_move(rounds: usize, idle: Duration) -> Result<i32> {
+    use wasmbay_shim_core::cgroup_move::move_into_own_cgroup;
+    let mut first = Vec::new();
+    let mut next = Vec::new();
+    let mut procs = None;
+    for _ in 0..rounds {
+        std::thread::sleep(idle);
+        let started = Instant::now();
+        procs = Some(move_into_own_cgroup().context("moving into its own cgroup (needs root)")?);
+        first.push(started.elapsed());
+        let started = Instant::now();
+        move_into_own_cgroup()?;
+        next.push(started.elapsed());
+    }
+    let procs = procs.map(|p| p.display().to_string()).unwrap_or_default();
+    println!("cgroup move into {procs}, {rounds} rounds:");
+    println!(
+        "  first after {} ms idle: median {:.2} ms",
+        idle.as_millis(),
+        median(first).as_secs_f64() * 1e3
+    );
+    println!(
+        "  the next, at once:     median {:.2} ms",
+        median(next).as_secs_f64() * 1e3
+    );
+    Ok(0)
+}
 
 fn bench_kill(engine_name: &str, runs: usize) -> Result<i32> {
     let work = tempfile::tempdir()?;
