@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{shim_dir, HANDLER};
 use wasmbay_oci_image::{ImageRef, ImageSpec, Layout, Platform};
 use wasmbay_testkit::cri::{api, CriClient};
-use wasmbay_testkit::{require_root, scaled};
+use wasmbay_testkit::{require_root, run_with_timeout, scaled};
 
 const SOCKET: &str = "/run/containerd/containerd.sock";
 const CONFIG: &str = "/etc/containerd/config.toml";
@@ -27,26 +27,11 @@ const HELLO: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 28))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
-/// Runs `program args` to its end within `limit`, or panics saying which command hung.
+/// Runs `program args` to its end within `limit` (testkit's bounded run), panicking with the
+/// command on a hang or a start failure.
 fn run(program: &str, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!(
-                "{program} {args:?} did not finish within {} s",
-                limit.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    run_with_timeout(Command::new(program).args(args), limit)
+        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -124,6 +124,18 @@ impl WhereArgs {
     }
 }
 
+impl Overrides {
+    /// What an earlier install recorded fills in what the operator did not say: uninstall and
+    /// status look where the install wrote, whatever the node looks like now.
+    fn after(mut self, record: Option<&Record>) -> Overrides {
+        if let Some(r) = record {
+            self.distribution = self.distribution.or(Some(r.distribution));
+            self.config = self.config.or_else(|| Some(r.config.clone()));
+        }
+        self
+    }
+}
+
 /// A file's content on the node, `None` when there is none.
 fn read(node: &Node, path: &Path) -> Result<Content> {
     let here = node.path(path);
@@ -443,11 +455,10 @@ fn remove_empty_dirs(node: &Node, dirs: &[PathBuf]) {
 fn uninstall(args: &ChangeArgs) -> Result<i32> {
     let node = args.at.node()?;
     let record = record::load(&node)?;
-    let mut overrides = args.at.overrides(args.restart_command.as_deref());
-    if let Some(r) = &record {
-        overrides.distribution = overrides.distribution.or(Some(r.distribution));
-        overrides.config = overrides.config.or_else(|| Some(r.config.clone()));
-    }
+    let overrides = args
+        .at
+        .overrides(args.restart_command.as_deref())
+        .after(record.as_ref());
     let mut layout = layout::find(&node, &overrides)?;
     if let Some(r) = &record {
         // The file's kind is the one the install wrote, whatever the node looks like now.
@@ -522,11 +533,7 @@ fn uninstall(args: &ChangeArgs) -> Result<i32> {
 fn status(args: &WhereArgs) -> Result<i32> {
     let node = args.node()?;
     let record = record::load(&node)?;
-    let mut overrides = args.overrides(None);
-    if let Some(r) = &record {
-        overrides.distribution = overrides.distribution.or(Some(r.distribution));
-        overrides.config = overrides.config.or_else(|| Some(r.config.clone()));
-    }
+    let overrides = args.overrides(None).after(record.as_ref());
     let layout = match (layout::find(&node, &overrides), &record) {
         (Ok(layout), _) => layout,
         (Err(e), None) => {
