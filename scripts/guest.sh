@@ -384,7 +384,15 @@ run() { # $1: guest, then options, --, command
     start=$SECONDS
     local accel=${WASMBAY_GUEST_ACCEL:-tcg} cpus qemu machine console cpu=max boot
     case $(guest_arch "$guest") in
-    amd64) qemu=qemu-system-x86_64 machine=q35 console=ttyS0 ;;
+    amd64)
+        qemu=qemu-system-x86_64 machine=q35 console=ttyS0
+        # An x86 kernel patches its own text while the other CPUs run (jump labels and static
+        # calls, through a temporary int3; arm64's stops the other CPUs instead). Multi-threaded
+        # TCG does not keep that coherent between vCPUs: the Debian 13 guest died twice with
+        # "Oops: int3" in scheduler code while containers toggled cgroup static keys. One host
+        # thread running the vCPUs in turn does; WASMBAY_GUEST_TCG_THREAD=multi gives it back.
+        [[ $accel != tcg ]] || accel="tcg,thread=${WASMBAY_GUEST_TCG_THREAD:-single}"
+        ;;
     # Pointer authentication emulated with QEMU's own cheap algorithm, not the architected
     # one: the same instructions and checks, several times faster under TCG.
     arm64) qemu=qemu-system-aarch64 machine=virt console=ttyAMA0 cpu=max,pauth-impdef=on ;;

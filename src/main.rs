@@ -5,7 +5,7 @@ mod node;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +53,14 @@ fn main() -> ExitCode {
         // Colour codes only for a person at a terminal, not in logs and captured output.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    // `--version` names the engines built in. clap keeps the text as a &'static str; it is
+    // made once per process.
+    let version =
+        Box::leak(wasmbay_engines::version_line(env!("CARGO_PKG_VERSION")).into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(&*version).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Run(args) => cmd::run::main(args),
         Command::Conformance(args) => cmd::conformance::main(args),

@@ -54,6 +54,7 @@ fn the_matrix_passes_on_every_engine_and_frontend() {
     );
     let matrix: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap();
+    // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let containerd = std::path::Path::new("/usr/bin/containerd").is_file();
     let mut frontends = vec!["direct"];

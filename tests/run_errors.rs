@@ -1,4 +1,5 @@
 //! Malformed input to `wasmbay run`: one line on stderr naming the cause, a distinct exit code.
+//! And what `wasmbay --version` says of the build.
 
 mod common;
 
@@ -83,5 +84,29 @@ fn unknown_engine_is_an_error_not_a_fallback() {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{engine}: {stderr}");
+    }
+}
+
+/// `--version` names each engine built in with its release, as bug reports need.
+#[test]
+fn version_names_the_engines_built_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = wasmbay_testkit::run_with_timeout(
+        wasmbay(dir.path()).arg("--version"),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let expected = format!(
+        "wasmbay {}\n",
+        wasmbay_engines::version_line(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(stdout, expected);
+    for name in wasmbay_engines::compiled_in() {
+        assert!(
+            stdout.contains(&format!(" {name} ")),
+            "{name} missing: {stdout}"
+        );
     }
 }

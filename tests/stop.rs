@@ -29,6 +29,7 @@ fn exit_after(signal: i32) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_spinner(dir.path());
+    // SAFETY: kill takes plain integers; the pid is this test's child, not yet reaped.
     unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
     status

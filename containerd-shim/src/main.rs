@@ -40,6 +40,16 @@ fn main() {
         }
     };
     let runtime_id = names::runtime_type(&engine);
+    // `-v` as containerd's own shims answer it: which build a node runs, engines included.
+    if matches!(
+        args.get(1).map(String::as_str),
+        Some("-v" | "-version" | "--version")
+    ) {
+        let binary = names::shim_binary(&engine);
+        let version = wasmbay_engines::version_line(env!("CARGO_PKG_VERSION"));
+        println!("{binary}:\n  Version: {version}\n  Runtime: {runtime_id}");
+        return;
+    }
     // containerd before 2.3 passes the start parameters in flags and the environment and, up to
     // 1.6, reads back a bare socket address; the shim crate answers the newer JSON form, which
     // 1.6 cannot parse. The legacy start is therefore answered here.

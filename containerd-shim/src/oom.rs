@@ -19,6 +19,7 @@ pub fn v1_memory_dir(cgroup_path: &Path) -> Option<PathBuf> {
 /// Calls `on_oom` each time the OOM killer acts in the cgroup at `dir`, on a thread of its
 /// own, until the cgroup is removed.
 pub fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> io::Result<()> {
+    // SAFETY: eventfd takes integers only and returns a new descriptor or -1, checked below.
     let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if efd < 0 {
         return Err(io::Error::last_os_error());

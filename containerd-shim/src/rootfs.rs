@@ -45,6 +45,8 @@ pub fn mount(fs_type: &str, source: &str, options: &[String], target: &Path) -> 
         fs_type
     })?;
     let data_c = cstring(&data.join(","))?;
+    // SAFETY: every pointer comes from a CString above that lives past the call; mount only reads
+    // them.
     let rc = unsafe {
         libc::mount(
             source_c.as_ptr(),
@@ -59,6 +61,8 @@ pub fn mount(fs_type: &str, source: &str, options: &[String], target: &Path) -> 
     }
     // A bind mount ignores MS_RDONLY until remounted.
     if flags & libc::MS_BIND != 0 && flags & libc::MS_RDONLY != 0 {
+        // SAFETY: a remount reads only the target, a CString that lives past the call; the others
+        // may be null.
         let rc = unsafe {
             libc::mount(
                 std::ptr::null(),
@@ -78,6 +82,7 @@ pub fn mount(fs_type: &str, source: &str, options: &[String], target: &Path) -> 
 /// Detaches the mount at `target` (and everything under it).
 pub fn unmount(target: &Path) -> io::Result<()> {
     let target_c = cstring(&target.to_string_lossy())?;
+    // SAFETY: the target is a CString that lives past the call; umount2 only reads it.
     if unsafe { libc::umount2(target_c.as_ptr(), libc::MNT_DETACH) } != 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINVAL) {

@@ -89,6 +89,8 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     }
     // Container init processes are grandchildren; as subreaper the shim inherits and waits
     // for them.
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integers only and changes this process's own
+    // attribute.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut config = containerd_shim::Config {
         no_reaper: true,
@@ -146,6 +148,8 @@ pub fn serve(runtime_id: &str, args: &[String]) -> Result<()> {
     // containerd: the socket is ready now.
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         use std::os::fd::AsRawFd;
+        // SAFETY: `null` stays open for the call; fd 1 is replaced atomically, and no object in
+        // this process owns fd 1 to close the new one later.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }
 

@@ -11,6 +11,8 @@ use std::os::unix::fs::OpenOptionsExt;
 
 fn clear_nonblock(file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
+    // SAFETY: fcntl reads and sets the flags of a descriptor `file` keeps open for both calls; no
+    // memory is passed.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());

@@ -538,6 +538,8 @@ fn a_killed_shim_leaves_nothing_behind() {
         !state_dirs().is_empty(),
         "no container state found under /run/wasmbay-shim"
     );
+    // SAFETY: kill takes plain integers; a pid reused meanwhile is not a risk in a test that has
+    // just read it from containerd.
     unsafe { libc::kill(shim, libc::SIGKILL) };
     // containerd notices the dead shim and runs its `delete` action, which must remove the
     // still-spinning container.

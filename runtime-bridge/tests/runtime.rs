@@ -84,6 +84,7 @@ const SPIN: &str = r#"(module
     (loop (br 0))))"#;
 
 fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: wasmbay-runtime tests need root (namespaces, cgroups, mounts)");
         return false;
@@ -1046,4 +1047,22 @@ fn compare_with_runc(busybox: &Path, uid: u32, effective: &str, userns: bool) {
     assert_eq!(field("CapEff"), Some(effective));
     assert_eq!(field("oom_score_adj"), Some("500"));
     assert_eq!(field("limit Max open files"), Some("1024 2048 files"));
+}
+
+/// `--version` names each engine built in with its release.
+#[test]
+fn version_names_the_engines_built_in() {
+    let output = wasmbay_testkit::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_wasmbay-runtime")).arg("--version"),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!(
+            "wasmbay-runtime {}\n",
+            wasmbay_engines::version_line(env!("CARGO_PKG_VERSION"))
+        )
+    );
 }

@@ -440,6 +440,8 @@ fn bench_kill(engine_name: &str, runs: usize) -> Result<i32> {
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().context("no stdout")?).read_line(&mut line)?;
         let at = Instant::now();
+        // SAFETY: kill takes plain integers; the pid is our own child, not yet reaped, so it cannot
+        // name another process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait()?;
         by_signal.push(at.elapsed());

@@ -146,6 +146,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 /// Why `frontend` cannot run on this machine, if it cannot.
 fn frontend_available(args: &ConformanceArgs, frontend: &str) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     match frontend {
         "direct" => Ok(()),

@@ -45,6 +45,36 @@ pub fn compiled_in() -> Vec<&'static str> {
     KNOWN.into_iter().filter(|n| is_compiled_in(n)).collect()
 }
 
+/// The version of each engine this build holds, in [`KNOWN`] order.
+pub fn versions() -> Vec<(&'static str, String)> {
+    #[allow(unused_mut)] // a build with no engine has nothing to add
+    let mut versions = Vec::new();
+    #[cfg(feature = "wasmtime")]
+    versions.push((
+        "wasmtime",
+        wasmbay_engine_wasmtime::WASMTIME_VERSION.to_string(),
+    ));
+    #[cfg(feature = "wasmer")]
+    versions.push(("wasmer", wasmbay_engine_wasmer::WASMER_VERSION.to_string()));
+    #[cfg(feature = "wasmedge")]
+    versions.push(("wasmedge", wasmbay_engine_wasmedge::library_version()));
+    versions
+}
+
+/// What a frontend's `--version` says after its own version: the engines it holds, e.g.
+/// `0.1.0 (engines: wasmtime 48.0.8, wasmer 7.3.0)`, so that a bug report names them.
+pub fn version_line(own_version: &str) -> String {
+    let engines: Vec<String> = versions()
+        .into_iter()
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    if engines.is_empty() {
+        format!("{own_version} (no engine compiled in)")
+    } else {
+        format!("{own_version} (engines: {})", engines.join(", "))
+    }
+}
+
 /// Creates the engine `name` with its default settings, for guests stopped as `stop_mode` says.
 /// Frontends that give each guest its own process (container inits, `wasmbay run`) and the
 /// frontends that precompile for them pass [`StopMode::ExitProcess`]; the two modes compile
@@ -124,6 +154,44 @@ mod tests {
                     .expect("must refuse");
                 assert!(err.to_string().contains("--features"), "{err}");
             }
+        }
+    }
+
+    /// The version of package `name` that Cargo.lock resolved.
+    fn locked_version(name: &str) -> Option<String> {
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+                .expect("the workspace's Cargo.lock");
+        let entry = format!("name = \"{name}\"\nversion = \"");
+        let start = lock.find(&entry)? + entry.len();
+        Some(lock[start..].split('"').next()?.to_string())
+    }
+
+    #[test]
+    fn versions_name_each_engine_compiled_in_with_the_release_built() {
+        let versions = versions();
+        let names: Vec<&str> = versions.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, compiled_in());
+        for (name, version) in &versions {
+            assert!(
+                version.split('.').count() >= 3
+                    && version.split('.').take(3).all(|part| part
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count()
+                        > 0),
+                "{name}: {version}"
+            );
+            // wasmtime's and wasmer's come from their own crates: the release Cargo.lock
+            // holds. wasmedge's is the loaded library's, which no lock file knows.
+            if *name != "wasmedge" {
+                assert_eq!(Some(version.clone()), locked_version(name), "{name}");
+            }
+        }
+        let line = version_line("9.9.9");
+        assert!(line.starts_with("9.9.9 ("), "{line}");
+        for (name, version) in &versions {
+            assert!(line.contains(&format!("{name} {version}")), "{line}");
         }
     }
 

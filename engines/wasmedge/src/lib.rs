@@ -37,6 +37,13 @@ mod wasi;
 #[cfg(feature = "wasmedge")]
 pub use engine::WasmEdgeEngine;
 
+/// The version of the WasmEdge library this process loaded, as `--version` reports it: it is
+/// linked dynamically, so the one found at run time is the one that counts.
+#[cfg(feature = "wasmedge")]
+pub fn library_version() -> String {
+    capi::version()
+}
+
 #[cfg(feature = "wasmedge")]
 mod engine {
     use std::path::Path;

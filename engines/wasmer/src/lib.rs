@@ -32,6 +32,9 @@ use wasmbay_shim_core::{CompiledModule, Engine, EngineError, ModuleKind};
 
 pub use settings::Settings;
 
+/// The wasmer release this engine is built on, as `--version` reports it.
+pub const WASMER_VERSION: &str = wasmer_types::VERSION;
+
 /// wasmer with one configuration; cheap to share between threads.
 pub struct WasmerEngine {
     engine: wasmer::Engine,

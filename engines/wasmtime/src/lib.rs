@@ -19,6 +19,9 @@ use wasmbay_shim_core::{CompiledModule, Engine, EngineError, ModuleKind, StopMod
 
 pub use settings::Settings;
 
+/// The wasmtime release this engine is built on, as `--version` reports it.
+pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
+
 /// wasmtime with one configuration; cheap to share between threads.
 pub struct WasmtimeEngine {
     engine: wasmtime::Engine,

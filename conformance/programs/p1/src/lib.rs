@@ -40,6 +40,7 @@ pub mod raw {
 /// Reads a clock through `clock_time_get`; panics on an errno.
 pub fn clock_now(id: u32) -> u64 {
     let mut t = 0u64;
+    // SAFETY: the out-pointer is to a local that outlives the call.
     let errno = unsafe { raw::clock_time_get(id, 1, &mut t) };
     assert_eq!(errno, 0, "clock_time_get({id}) failed with errno {errno}");
     t
@@ -49,6 +50,8 @@ pub fn clock_now(id: u32) -> u64 {
 pub fn write_fd(fd: u32, bytes: &[u8]) -> u16 {
     let iov = raw::Ciovec { buf: bytes.as_ptr(), len: bytes.len() };
     let mut written = 0usize;
+    // SAFETY: the iovec and out-pointer are locals, and the iovec points into `bytes`, all alive
+    // during the call.
     unsafe { raw::fd_write(fd, &iov, 1, &mut written) }
 }
 

@@ -322,6 +322,8 @@ fn forward_signals(pid: i32) -> Result<()> {
             .context("cannot install signal handlers")?;
     std::thread::spawn(move || {
         for signal in signals.forever() {
+            // SAFETY: kill takes plain integers; pid is the container's init, which this process
+            // started and has not reaped.
             unsafe { libc::kill(pid, signal) };
         }
     });

@@ -9,7 +9,7 @@ mod state;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use liboci_cli::{Create, Delete, Exec, Features, Kill, Ps, Run, Start, State};
 
 /// Where container state lives unless `--root` says otherwise.
@@ -65,7 +65,14 @@ pub struct Global {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` names the engines built in. clap keeps the text as a &'static str; it is
+    // made once per process.
+    let version =
+        Box::leak(wasmbay_engines::version_line(env!("CARGO_PKG_VERSION")).into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(&*version).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format.as_deref(), cli.debug) {
         eprintln!("wasmbay-runtime: cannot open log: {e:#}");
     }

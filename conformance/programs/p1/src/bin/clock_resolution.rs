@@ -5,6 +5,7 @@ use p1::raw;
 
 fn res(id: u32) -> Result<u64, u16> {
     let mut r = 0u64;
+    // SAFETY: the out-pointer is to a local that outlives the call.
     match unsafe { raw::clock_res_get(id, &mut r) } {
         0 => Ok(r),
         errno => Err(errno),

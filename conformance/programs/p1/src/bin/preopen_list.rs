@@ -6,12 +6,14 @@ fn main() {
     let mut fd = 3;
     loop {
         let mut prestat = raw::Prestat { tag: 0, name_len: 0 };
+        // SAFETY: the out-pointer is to a local that outlives the call.
         let errno = unsafe { raw::fd_prestat_get(fd, &mut prestat) };
         if errno == raw::EBADF {
             break;
         }
         assert_eq!(errno, 0, "fd_prestat_get({fd}) errno");
         let mut name = vec![0u8; prestat.name_len];
+        // SAFETY: the buffer is `name`, alive and of the length passed.
         let errno = unsafe { raw::fd_prestat_dir_name(fd, name.as_mut_ptr(), name.len()) };
         assert_eq!(errno, 0, "fd_prestat_dir_name({fd}) errno");
         // Some runtimes used to include a trailing NUL; drop it if present.

@@ -1,6 +1,7 @@
 //! random_get fills 32 bytes; two calls differ and neither is all zeros.
 //! A zero-length request succeeds.
 fn fill(buf: &mut [u8]) -> u16 {
+    // SAFETY: the buffer is `buf`, alive and of the length passed.
     unsafe { p1::raw::random_get(buf.as_mut_ptr(), buf.len()) }
 }
 
