@@ -247,8 +247,8 @@ mod tests {
         let mut size: libc::winsize =
             // SAFETY: winsize is plain integers; zero is a valid value.
             unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ writes one winsize into `size`, which outlives the call.
         assert_eq!(
+            // SAFETY: TIOCGWINSZ writes one winsize into `size`, which outlives the call.
             unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCGWINSZ, &mut size) },
             0
         );

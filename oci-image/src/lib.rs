@@ -34,6 +34,7 @@
 //! `org.opencontainers.image.ref.name` (the tag, as the OCI layout spec says), and the
 //! manifest's platform.
 
+mod multi;
 mod platform;
 pub mod read;
 mod reference;
@@ -46,6 +47,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use multi::{MultiPlatformImage, MultiPlatformSpec, PlatformRootfs};
 pub use platform::Platform;
 pub use reference::ImageRef;
 
@@ -82,6 +84,10 @@ pub enum ImageError {
     InvalidImagePath { path: String, reason: &'static str },
     #[error("{0} is given twice (or as both a file and a directory) in the image")]
     DuplicatePath(String),
+    #[error("a multi-platform image needs at least one platform")]
+    NoPlatform,
+    #[error("platform {0} is given twice")]
+    DuplicatePlatform(String),
     #[error("the artifact layout holds only the module: extra files ({0}) need the app layout")]
     ExtraFilesInArtifact(String),
     #[error("cannot read {}", path.display())]
@@ -251,134 +257,175 @@ impl ImageSpec {
             Layout::Artifact => Vec::new(),
         };
 
-        let config_doc = ImageConfig {
-            architecture: &self.platform.architecture,
-            os: &self.platform.os,
-            variant: self.platform.variant.as_deref(),
-            config: ExecConfig {
-                entrypoint: self.effective_entrypoint(),
-                env: self.env.clone(),
-            },
-            rootfs: RootFs {
-                kind: "layers",
-                diff_ids,
-            },
-        };
-        let config_bytes = to_json("image config", &config_doc)?;
-        let config = Descriptor::of(CONFIG_MEDIA_TYPE, &config_bytes);
-
-        let manifest_doc = Manifest {
-            schema_version: 2,
-            media_type: MANIFEST_MEDIA_TYPE,
-            config: &config,
-            layers: std::slice::from_ref(&layer),
-        };
-        let manifest_bytes = to_json("manifest", &manifest_doc)?;
-        let mut manifest = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest_bytes);
-        manifest.platform = Some(DescriptorPlatform {
-            architecture: self.platform.architecture.clone(),
-            os: self.platform.os.clone(),
-            variant: self.platform.variant.clone(),
-        });
-        manifest.annotations = BTreeMap::from([
-            (
-                ANNOTATION_CONTAINERD_NAME.to_string(),
-                self.reference.to_string(),
-            ),
-            (
-                ANNOTATION_REF_NAME.to_string(),
-                self.reference.tag().to_string(),
-            ),
-        ]);
-
-        let index_doc = Index {
-            schema_version: 2,
-            media_type: INDEX_MEDIA_TYPE,
-            manifests: std::slice::from_ref(&manifest),
-        };
-        let index_bytes = to_json("index.json", &index_doc)?;
-        let layout_bytes = to_json(
-            "oci-layout",
-            &OciLayout {
-                image_layout_version: "1.0.0",
-            },
+        let built = manifest_for(
+            &self.platform,
+            self.effective_entrypoint(),
+            self.env.clone(),
+            (layer, layer_bytes),
+            diff_ids,
         )?;
-
-        let mut entries: BTreeMap<String, TarEntry> = BTreeMap::new();
-        entries.insert("blobs".to_string(), TarEntry::Dir);
-        entries.insert("blobs/sha256".to_string(), TarEntry::Dir);
-        for (digest, bytes) in [
-            (&layer.digest, layer_bytes),
-            (&config.digest, config_bytes),
-            (&manifest.digest, manifest_bytes),
-        ] {
-            let hex = digest.trim_start_matches("sha256:");
-            entries.insert(
-                format!("blobs/sha256/{hex}"),
-                TarEntry::File {
-                    contents: bytes,
-                    mode: 0o644,
-                },
-            );
-        }
-        entries.insert(
-            "index.json".to_string(),
-            TarEntry::File {
-                contents: index_bytes,
-                mode: 0o644,
-            },
-        );
-        entries.insert(
-            "oci-layout".to_string(),
-            TarEntry::File {
-                contents: layout_bytes,
-                mode: 0o644,
-            },
-        );
-        let archive = write_tar(&entries)?;
+        let mut manifest = built.manifest.clone();
+        manifest.annotations = name_annotations(&self.reference);
+        let archive = layout_archive(&manifest, &built.blobs)?;
         Ok(Image {
             reference: self.reference.clone(),
             manifest,
-            config,
-            layers: vec![layer],
+            config: built.config,
+            layers: vec![built.layer],
             archive,
         })
     }
 
     fn app_layer(&self) -> Result<Vec<u8>, ImageError> {
-        let mut entries: BTreeMap<String, TarEntry> = BTreeMap::new();
-        let mut add_file = |image_path: &str, contents: &[u8], mode: u32| {
-            let rel = normalize_image_path(image_path)?;
-            let components: Vec<&str> = rel.split('/').collect();
-            for depth in 1..components.len() {
-                let dir = components[..depth].join("/");
-                match entries.get(&dir) {
-                    Some(TarEntry::File { .. }) => return Err(ImageError::DuplicatePath(dir)),
-                    Some(TarEntry::Dir) => {}
-                    None => {
-                        entries.insert(dir, TarEntry::Dir);
-                    }
+        let module = ExtraFile {
+            image_path: format!("/{}", self.module_name),
+            contents: self.module.clone(),
+            executable: true,
+        };
+        rootfs_layer(std::iter::once(&module).chain(&self.extra_files))
+    }
+}
+
+/// One uncompressed tar layer holding `files`, with their parent directories.
+pub(crate) fn rootfs_layer<'a>(
+    files: impl IntoIterator<Item = &'a ExtraFile>,
+) -> Result<Vec<u8>, ImageError> {
+    let mut entries: BTreeMap<String, TarEntry> = BTreeMap::new();
+    for file in files {
+        let rel = normalize_image_path(&file.image_path)?;
+        let components: Vec<&str> = rel.split('/').collect();
+        for depth in 1..components.len() {
+            let dir = components[..depth].join("/");
+            match entries.get(&dir) {
+                Some(TarEntry::File { .. }) => return Err(ImageError::DuplicatePath(dir)),
+                Some(TarEntry::Dir) => {}
+                None => {
+                    entries.insert(dir, TarEntry::Dir);
                 }
             }
-            if entries.contains_key(&rel) {
-                return Err(ImageError::DuplicatePath(format!("/{rel}")));
-            }
-            entries.insert(
-                rel,
-                TarEntry::File {
-                    contents: contents.to_vec(),
-                    mode,
-                },
-            );
-            Ok(())
-        };
-        add_file(&format!("/{}", self.module_name), &self.module, 0o755)?;
-        for extra in &self.extra_files {
-            let mode = if extra.executable { 0o755 } else { 0o644 };
-            add_file(&extra.image_path, &extra.contents, mode)?;
         }
-        write_tar(&entries)
+        if entries.contains_key(&rel) {
+            return Err(ImageError::DuplicatePath(format!("/{rel}")));
+        }
+        let mode = if file.executable { 0o755 } else { 0o644 };
+        entries.insert(
+            rel,
+            TarEntry::File {
+                contents: file.contents.clone(),
+                mode,
+            },
+        );
     }
+    write_tar(&entries)
+}
+
+/// One platform's manifest over one layer: the config, the manifest, and every blob with its
+/// descriptor.
+pub(crate) struct BuiltManifest {
+    /// The manifest's descriptor, with its platform.
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layer: Descriptor,
+    /// Layer, config and manifest, each with its bytes.
+    pub blobs: Vec<(Descriptor, Vec<u8>)>,
+}
+
+pub(crate) fn manifest_for(
+    platform: &Platform,
+    entrypoint: Vec<String>,
+    env: Vec<String>,
+    (layer, layer_bytes): (Descriptor, Vec<u8>),
+    diff_ids: Vec<String>,
+) -> Result<BuiltManifest, ImageError> {
+    let config_doc = ImageConfig {
+        architecture: &platform.architecture,
+        os: &platform.os,
+        variant: platform.variant.as_deref(),
+        config: ExecConfig { entrypoint, env },
+        rootfs: RootFs {
+            kind: "layers",
+            diff_ids,
+        },
+    };
+    let config_bytes = to_json("image config", &config_doc)?;
+    let config = Descriptor::of(CONFIG_MEDIA_TYPE, &config_bytes);
+    let manifest_doc = Manifest {
+        schema_version: 2,
+        media_type: MANIFEST_MEDIA_TYPE,
+        config: &config,
+        layers: std::slice::from_ref(&layer),
+    };
+    let manifest_bytes = to_json("manifest", &manifest_doc)?;
+    let mut manifest = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest_bytes);
+    manifest.platform = Some(DescriptorPlatform {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+    });
+    let blobs = vec![
+        (layer.clone(), layer_bytes),
+        (config.clone(), config_bytes),
+        (manifest.clone(), manifest_bytes),
+    ];
+    Ok(BuiltManifest {
+        manifest,
+        config,
+        layer,
+        blobs,
+    })
+}
+
+/// The annotations by which containerd's importer names an image, and the OCI layout its tag.
+pub(crate) fn name_annotations(reference: &ImageRef) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            ANNOTATION_CONTAINERD_NAME.to_string(),
+            reference.to_string(),
+        ),
+        (ANNOTATION_REF_NAME.to_string(), reference.tag().to_string()),
+    ])
+}
+
+/// An OCI image layout tar: `index.json` naming `top`, the `oci-layout` marker, and `blobs`.
+pub(crate) fn layout_archive(
+    top: &Descriptor,
+    blobs: &[(Descriptor, Vec<u8>)],
+) -> Result<Vec<u8>, ImageError> {
+    let index_doc = Index {
+        schema_version: 2,
+        media_type: INDEX_MEDIA_TYPE,
+        manifests: std::slice::from_ref(top),
+    };
+    let index_bytes = to_json("index.json", &index_doc)?;
+    let layout_bytes = to_json(
+        "oci-layout",
+        &OciLayout {
+            image_layout_version: "1.0.0",
+        },
+    )?;
+    let mut entries: BTreeMap<String, TarEntry> = BTreeMap::new();
+    entries.insert("blobs".to_string(), TarEntry::Dir);
+    entries.insert("blobs/sha256".to_string(), TarEntry::Dir);
+    for (descriptor, bytes) in blobs {
+        let hex = descriptor.digest.trim_start_matches("sha256:");
+        entries.insert(
+            format!("blobs/sha256/{hex}"),
+            TarEntry::File {
+                contents: bytes.clone(),
+                mode: 0o644,
+            },
+        );
+    }
+    for (name, contents) in [("index.json", index_bytes), ("oci-layout", layout_bytes)] {
+        entries.insert(
+            name.to_string(),
+            TarEntry::File {
+                contents,
+                mode: 0o644,
+            },
+        );
+    }
+    write_tar(&entries)
 }
 
 /// A built image: its descriptors and the OCI layout tar archive.
@@ -401,19 +448,24 @@ impl Image {
 
     /// Writes the archive to `path` (through a temporary file renamed into place).
     pub fn write_to(&self, path: &Path) -> Result<(), ImageError> {
-        let write_err = |source| ImageError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(".tmp{}", std::process::id()));
-        let tmp = PathBuf::from(tmp_name);
-        std::fs::write(&tmp, &self.archive).map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            write_err(e)
-        })
+        write_atomically(path, &self.archive)
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed into place.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let write_err = |source| ImageError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    std::fs::write(&tmp, bytes).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(e)
+    })
 }
 
 /// An OCI content descriptor.

@@ -351,3 +351,113 @@ fn files_from_disk() {
         other => panic!("expected a read error, got {other:?}"),
     }
 }
+
+fn rootfs(platform: &str, files: &[(&str, &[u8])]) -> PlatformRootfs {
+    PlatformRootfs {
+        platform: Platform::parse(platform).unwrap(),
+        files: files
+            .iter()
+            .map(|(path, contents)| ExtraFile {
+                image_path: path.to_string(),
+                contents: contents.to_vec(),
+                executable: true,
+            })
+            .collect(),
+    }
+}
+
+fn installer_spec() -> MultiPlatformSpec {
+    MultiPlatformSpec {
+        reference: ImageRef::parse("localhost:5000/wasmbay/node-installer:0.1.0").unwrap(),
+        platforms: vec![
+            rootfs(
+                "linux/amd64",
+                &[
+                    ("/usr/local/bin/wasmbay", b"x86 cli"),
+                    ("/usr/local/bin/shim", b"x86 shim"),
+                ],
+            ),
+            rootfs(
+                "linux/arm64",
+                &[
+                    ("/usr/local/bin/wasmbay", b"arm cli"),
+                    ("/usr/local/bin/shim", b"arm shim"),
+                ],
+            ),
+        ],
+        entrypoint: vec!["/usr/local/bin/wasmbay".into()],
+        env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()],
+    }
+}
+
+#[test]
+fn a_multi_platform_image_is_an_index_of_one_manifest_per_platform() {
+    let image = installer_spec().build().unwrap();
+    let entries = read_tar(&image.archive);
+    check_sorted_and_fixed(&entries);
+    let files = files(&entries);
+    let top = json(&files["index.json"]);
+    assert_eq!(top["manifests"].as_array().unwrap().len(), 1);
+    let nested_desc = &top["manifests"][0];
+    assert_eq!(nested_desc["mediaType"], INDEX_MEDIA_TYPE);
+    assert_eq!(nested_desc["digest"], image.digest());
+    assert_eq!(
+        nested_desc["annotations"][ANNOTATION_CONTAINERD_NAME],
+        "localhost:5000/wasmbay/node-installer:0.1.0"
+    );
+    assert_eq!(nested_desc["annotations"][ANNOTATION_REF_NAME], "0.1.0");
+    let nested = json(blob(&files, nested_desc));
+    assert_eq!(nested["mediaType"], INDEX_MEDIA_TYPE);
+    let manifests = nested["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2);
+    for (desc, (arch, cli)) in manifests
+        .iter()
+        .zip([("amd64", &b"x86 cli"[..]), ("arm64", &b"arm cli"[..])])
+    {
+        assert_eq!(desc["mediaType"], MANIFEST_MEDIA_TYPE);
+        assert_eq!(desc["platform"]["os"], "linux");
+        assert_eq!(desc["platform"]["architecture"], arch);
+        let manifest = json(blob(&files, desc));
+        let config = json(blob(&files, &manifest["config"]));
+        assert_eq!(config["architecture"], arch);
+        assert_eq!(config["os"], "linux");
+        assert_eq!(config["config"]["Entrypoint"][0], "/usr/local/bin/wasmbay");
+        let layer_desc = &manifest["layers"][0];
+        assert_eq!(layer_desc["mediaType"], TAR_LAYER_MEDIA_TYPE);
+        assert_eq!(config["rootfs"]["diff_ids"][0], layer_desc["digest"]);
+        let layer = read_tar(blob(&files, layer_desc));
+        let layer_files = self::files(&layer);
+        assert_eq!(layer_files["usr/local/bin/wasmbay"], cli);
+        let cli_entry = layer
+            .iter()
+            .find(|e| e.path == "usr/local/bin/wasmbay")
+            .unwrap();
+        assert_eq!(cli_entry.mode, 0o755);
+        assert!(layer
+            .iter()
+            .any(|e| e.path == "usr/local/bin/" && e.kind.is_dir()));
+    }
+    assert_eq!(image.manifests.len(), 2);
+    // The same input, the same bytes.
+    assert_eq!(installer_spec().build().unwrap().archive, image.archive);
+}
+
+#[test]
+fn a_multi_platform_image_refuses_no_or_twice_the_same_platform() {
+    let mut spec = installer_spec();
+    spec.platforms.clear();
+    assert!(matches!(spec.build(), Err(ImageError::NoPlatform)));
+    let mut spec = installer_spec();
+    spec.platforms[1].platform = Platform::parse("linux/amd64").unwrap();
+    let err = spec.build().unwrap_err();
+    assert!(
+        matches!(err, ImageError::DuplicatePlatform(ref p) if p == "linux/amd64"),
+        "{err}"
+    );
+    let mut spec = installer_spec();
+    spec.platforms[0].files[0].image_path = "relative".into();
+    assert!(matches!(
+        spec.build(),
+        Err(ImageError::InvalidImagePath { .. })
+    ));
+}

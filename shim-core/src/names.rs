@@ -30,6 +30,24 @@ pub fn runtime_handler(engine: &str) -> String {
     format!("{PREFIX}{engine}")
 }
 
+/// The domain of wasmbay's Kubernetes node labels.
+pub const LABEL_DOMAIN: &str = "wasmbay.dev";
+
+/// The value of a node label that says its runtime works.
+pub const LABEL_READY: &str = "ready";
+
+/// The node label the installer sets, to [`LABEL_READY`], once containerd serves `engine`'s
+/// handler, and that the engine's RuntimeClass schedules onto: `wasmbay.dev/wasmtime`.
+pub fn node_label(engine: &str) -> String {
+    format!("{LABEL_DOMAIN}/{engine}")
+}
+
+/// The node label set, to [`LABEL_READY`], once containerd serves every handler the installer
+/// declared: the one label a pod that takes any wasmbay engine can schedule by.
+pub fn node_label_any() -> String {
+    format!("{LABEL_DOMAIN}/runtime")
+}
+
 /// The engine a shim binary's file name (or a path to it) names; `None` for any other name,
 /// runwasi's among them.
 pub fn engine_of_shim_binary(path: &str) -> Option<&str> {
@@ -86,6 +104,8 @@ mod tests {
         );
         assert_eq!(runtime_type("wasmer"), "io.containerd.wasmbay-wasmer.v1");
         assert_eq!(runtime_handler("wasmedge"), "wasmbay-wasmedge");
+        assert_eq!(node_label("wasmtime"), "wasmbay.dev/wasmtime");
+        assert_eq!(node_label_any(), "wasmbay.dev/runtime");
     }
 
     #[test]

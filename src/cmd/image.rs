@@ -4,7 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use wasmbay_oci_image::{ExtraFile, ImageRef, ImageSpec, Layout, Platform};
+use wasmbay_oci_image::{
+    ExtraFile, ImageRef, ImageSpec, Layout, MultiPlatformSpec, Platform, PlatformRootfs,
+};
+use wasmbay_shim_core::names;
+
+use super::elf_check;
 
 #[derive(Args)]
 pub struct ImageArgs {
@@ -16,7 +21,30 @@ pub struct ImageArgs {
 enum Action {
     /// Write an OCI image layout (tar) holding FILE, ready for `ctr image import`.
     Build(BuildArgs),
+    /// Write the node installer's image (deploy/): one OCI image index with a manifest per
+    /// architecture, each holding that architecture's static `wasmbay` and shim (and
+    /// `wasmbay-runtime`, when there) in /usr/local/bin.
+    Installer(InstallerArgs),
 }
+
+#[derive(Args)]
+struct InstallerArgs {
+    /// `ARCH=DIR` (ARCH `amd64` or `arm64`): the directory holding that architecture's static
+    /// binaries; repeat for each architecture.
+    #[arg(long = "binaries", value_name = "ARCH=DIR", required = true)]
+    binaries: Vec<String>,
+    /// Image reference (default `wasmbay/node-installer:<this version>`).
+    #[arg(long, value_name = "REF")]
+    name: Option<String>,
+    /// Output archive.
+    #[arg(long, short, value_name = "PATH")]
+    output: PathBuf,
+}
+
+/// Where the installer image's binaries go; on the PATH of its commands, and of the node's
+/// commands the installer runs in a chroot of the host.
+const INSTALLER_BIN: &str = "/usr/local/bin";
+const INSTALLER_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Args)]
 struct BuildArgs {
@@ -49,7 +77,61 @@ struct BuildArgs {
 pub fn main(args: ImageArgs) -> Result<i32> {
     match args.action {
         Action::Build(args) => build(args),
+        Action::Installer(args) => installer(args),
     }
+}
+
+fn installer(args: InstallerArgs) -> Result<i32> {
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("wasmbay/node-installer:{}", env!("CARGO_PKG_VERSION")));
+    let reference = ImageRef::parse(&name).with_context(|| format!("--name {name:?}"))?;
+    let shim = names::shim_binary("wasmtime");
+    let mut platforms = Vec::new();
+    for given in &args.binaries {
+        let Some((arch, dir)) = given.split_once('=') else {
+            bail!("--binaries {given:?}: expected ARCH=DIR");
+        };
+        if !["amd64", "arm64"].contains(&arch) {
+            bail!("--binaries {given:?}: architecture {arch:?} is not amd64 or arm64");
+        }
+        let dir = Path::new(dir);
+        let mut files = Vec::new();
+        for (binary, required) in [
+            ("wasmbay", true),
+            (shim.as_str(), true),
+            ("wasmbay-runtime", false),
+        ] {
+            let path = dir.join(binary);
+            if !path.exists() {
+                if required {
+                    bail!("--binaries {given:?}: no {binary} in {}", dir.display());
+                }
+                continue;
+            }
+            elf_check::check_static(&path, arch)
+                .with_context(|| format!("--binaries {given:?}"))?;
+            files.push(
+                ExtraFile::from_host(&path, &format!("{INSTALLER_BIN}/{binary}"))
+                    .with_context(|| format!("--binaries {given:?}"))?,
+            );
+        }
+        platforms.push(PlatformRootfs {
+            platform: Platform::parse(&format!("linux/{arch}"))?,
+            files,
+        });
+    }
+    let spec = MultiPlatformSpec {
+        reference,
+        platforms,
+        entrypoint: vec![format!("{INSTALLER_BIN}/wasmbay")],
+        env: vec![INSTALLER_PATH.to_string()],
+    };
+    let image = spec.build().context("building the installer image")?;
+    image.write_to(&args.output)?;
+    println!("{}", args.output.display());
+    println!("{} {}", image.reference, image.digest());
+    Ok(0)
 }
 
 fn build(args: BuildArgs) -> Result<i32> {

@@ -10,5 +10,6 @@ pub mod bench_trace;
 pub mod cache;
 pub mod conformance;
 pub mod containerd;
+pub mod elf_check;
 pub mod image;
 pub mod run;

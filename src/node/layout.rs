@@ -121,15 +121,32 @@ impl Node {
     }
 
     /// A command run on the node: in a chroot of the host root when that is not ours, so that
-    /// the node's own binaries, libraries and sockets are used.
+    /// the node's own binaries, libraries and sockets are used. The chroot is made by this
+    /// process between fork and exec, not by a `chroot` program: the installer image holds
+    /// nothing but wasmbay's static binaries.
     pub fn command(&self, program: &str) -> std::process::Command {
-        if self.is_own_root() {
-            std::process::Command::new(program)
-        } else {
-            let mut command = std::process::Command::new("chroot");
-            command.arg(&self.root).arg(program);
-            command
+        let mut command = std::process::Command::new(program);
+        if !self.is_own_root() {
+            use std::os::unix::ffi::OsStrExt;
+            use std::os::unix::process::CommandExt;
+            // Made before the fork: the child may not allocate.
+            let root = std::ffi::CString::new(self.root.as_os_str().as_bytes());
+            // SAFETY: the closure runs in the forked child before exec and only makes the
+            // async-signal-safe chroot(2) and chdir(2) calls on a string allocated before the
+            // fork; it reports failure through the io::Error std sends back to the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    let root = root
+                        .as_ref()
+                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+                    if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
+        command
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod binaries;
 pub mod config_edit;
 mod cri_probe;
+pub mod kube_api;
 pub mod layout;
 mod record;
 mod restart;
@@ -37,7 +38,7 @@ enum Action {
     /// Put the shims on the node and declare them to containerd.
     Install(InstallArgs),
     /// Take out what install put in: the configuration back as it was, the shims removed.
-    Uninstall(ChangeArgs),
+    Uninstall(UninstallArgs),
     /// Say what is installed and whether containerd serves it.
     Status(WhereArgs),
 }
@@ -81,10 +82,34 @@ struct ChangeArgs {
     timeout: u64,
 }
 
+/// What the installer does as a Kubernetes pod (deploy/).
+#[derive(Args, Clone)]
+struct PodArgs {
+    /// Label this Kubernetes node (`wasmbay.dev/<engine>` and `wasmbay.dev/runtime`, `ready`)
+    /// once containerd serves the handlers, or take the labels off (uninstall, or a failed
+    /// install), through the API server of the pod this runs in.
+    #[arg(long, value_name = "NODE")]
+    label_node: Option<String>,
+    /// After a successful change, stay until SIGTERM or SIGINT, then exit 0, as a DaemonSet's
+    /// container must; the change itself is not undone.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+#[derive(Args, Clone)]
+struct UninstallArgs {
+    #[command(flatten)]
+    change: ChangeArgs,
+    #[command(flatten)]
+    pod: PodArgs,
+}
+
 #[derive(Args, Clone)]
 struct InstallArgs {
     #[command(flatten)]
     change: ChangeArgs,
+    #[command(flatten)]
+    pod: PodArgs,
     /// Engines to declare (default: every engine compiled into this build).
     #[arg(long = "engine", value_name = "ENGINE")]
     engines: Vec<String>,
@@ -100,10 +125,117 @@ struct InstallArgs {
 
 pub fn main(args: NodeArgs) -> Result<i32> {
     match args.action {
-        Action::Install(args) => install(&args),
-        Action::Uninstall(args) => uninstall(&args),
+        Action::Install(args) => {
+            let installed = install(&args).and_then(|code| {
+                if args.change.dry_run {
+                    return Ok(code);
+                }
+                let engines = engines(&args.engines)?;
+                if let Some(node) = &args.pod.label_node {
+                    label_when_served(&args.change.at, node, &engines, args.change.no_restart)?;
+                }
+                Ok(code)
+            });
+            if let (Err(problem), Some(node)) = (&installed, &args.pod.label_node) {
+                // No pod may be scheduled here for a runtime that is not served.
+                if let Err(e) = set_labels(node, None) {
+                    return Err(anyhow::anyhow!(
+                        "{problem:#}; and taking the node's labels off failed: {e:#}"
+                    ));
+                }
+            }
+            stay_if_asked(installed?, &args.pod)
+        }
+        Action::Uninstall(args) => {
+            // The labels go first, so that no new wasm pod is scheduled while the runtime goes.
+            if let (Some(node), false) = (&args.pod.label_node, args.change.dry_run) {
+                set_labels(node, None)?;
+            }
+            stay_if_asked(uninstall(&args.change)?, &args.pod)
+        }
         Action::Status(args) => status(&args),
     }
+}
+
+/// Labels `node` ready for `engines` once containerd's CRI serves each engine's handler (not
+/// asked with `--no-restart`, where containerd has not taken the file up yet).
+fn label_when_served(
+    at: &WhereArgs,
+    node: &str,
+    engines: &[String],
+    no_restart: bool,
+) -> Result<()> {
+    if no_restart {
+        println!("node {node}: not labelled: containerd was not restarted (--no-restart)");
+        return Ok(());
+    }
+    let host = at.node()?;
+    let record = record::load(&host)?;
+    let layout = layout::find(&host, &at.overrides(None).after(record.as_ref()))?;
+    let cri = cri_probe::status(&host.path(&layout.socket), Duration::from_secs(30))
+        .map_err(|e| anyhow::anyhow!("containerd's CRI at {}: {e}", layout.socket.display()))?;
+    let missing: Vec<String> = engines
+        .iter()
+        .map(|e| names::runtime_handler(e))
+        .filter(|h| !cri.handlers.contains(h))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "containerd does not serve {} after the install; node {node} not labelled",
+            missing.join(", ")
+        );
+    }
+    set_labels(node, Some(engines))?;
+    println!(
+        "node {node}: labelled {} ready",
+        engines
+            .iter()
+            .map(|e| names::node_label(e))
+            .chain([names::node_label_any()])
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// Sets wasmbay's labels on `node`: `ready` for `engines` (every other engine's taken off), or
+/// every one taken off for `None`.
+fn set_labels(node: &str, engines: Option<&[String]>) -> Result<()> {
+    let ready = Some(names::LABEL_READY.to_string());
+    let mut labels: Vec<(String, Option<String>)> = wasmbay_engines::KNOWN
+        .iter()
+        .map(|known| {
+            let on = engines.is_some_and(|e| e.iter().any(|e| e == known));
+            (
+                names::node_label(known),
+                if on { ready.clone() } else { None },
+            )
+        })
+        .collect();
+    labels.push((
+        names::node_label_any(),
+        engines.is_some().then(|| ready.clone()).flatten(),
+    ));
+    kube_api::KubeApi::in_cluster(Duration::from_secs(30))
+        .and_then(|api| api.patch_node_labels(node, &labels))
+        .with_context(|| format!("labelling node {node}"))
+}
+
+/// With `--keep-running`, waits for SIGTERM or SIGINT after a successful change.
+fn stay_if_asked(code: i32, pod: &PodArgs) -> Result<i32> {
+    if !pod.keep_running || code != 0 {
+        return Ok(code);
+    }
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers for --keep-running")?;
+    println!("done; staying until SIGTERM (--keep-running)");
+    // A service's lifetime: it ends when the pod is stopped, which is what the DaemonSet wants.
+    let signal = signals.forever().next();
+    tracing::info!(?signal, "stopping");
+    Ok(0)
 }
 
 impl WhereArgs {

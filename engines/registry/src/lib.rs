@@ -47,18 +47,23 @@ pub fn compiled_in() -> Vec<&'static str> {
 
 /// The version of each engine this build holds, in [`KNOWN`] order.
 pub fn versions() -> Vec<(&'static str, String)> {
-    #[allow(unused_mut)] // a build with no engine has nothing to add
-    let mut versions = Vec::new();
-    #[cfg(feature = "wasmtime")]
-    versions.push((
-        "wasmtime",
-        wasmbay_engine_wasmtime::WASMTIME_VERSION.to_string(),
-    ));
-    #[cfg(feature = "wasmer")]
-    versions.push(("wasmer", wasmbay_engine_wasmer::WASMER_VERSION.to_string()));
-    #[cfg(feature = "wasmedge")]
-    versions.push(("wasmedge", wasmbay_engine_wasmedge::library_version()));
-    versions
+    KNOWN
+        .into_iter()
+        .filter_map(|name| version_of(name).map(|version| (name, version)))
+        .collect()
+}
+
+/// The release of engine `name` when it is compiled in.
+fn version_of(name: &str) -> Option<String> {
+    match name {
+        #[cfg(feature = "wasmtime")]
+        "wasmtime" => Some(wasmbay_engine_wasmtime::WASMTIME_VERSION.to_string()),
+        #[cfg(feature = "wasmer")]
+        "wasmer" => Some(wasmbay_engine_wasmer::WASMER_VERSION.to_string()),
+        #[cfg(feature = "wasmedge")]
+        "wasmedge" => Some(wasmbay_engine_wasmedge::library_version()),
+        _ => None,
+    }
 }
 
 /// What a frontend's `--version` says after its own version: the engines it holds, e.g.

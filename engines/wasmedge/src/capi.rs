@@ -93,8 +93,8 @@ unsafe impl Sync for Config {}
 
 impl Config {
     pub(crate) fn new() -> Result<Self, Failure> {
-        // SAFETY: plain constructor.
         non_null(
+            // SAFETY: plain constructor.
             unsafe { ffi::WasmEdge_ConfigureCreate() },
             "a configuration",
         )
@@ -319,8 +319,8 @@ pub(crate) struct Executor(NonNull<ffi::WasmEdge_ExecutorContext>);
 
 impl Executor {
     pub(crate) fn new(config: &Config) -> Result<Self, Failure> {
-        // SAFETY: the executor copies what it needs from the configuration.
         non_null(
+            // SAFETY: the executor copies what it needs from the configuration.
             unsafe { ffi::WasmEdge_ExecutorCreate(config.0.as_ptr(), std::ptr::null_mut()) },
             "an executor",
         )

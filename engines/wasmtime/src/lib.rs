@@ -123,17 +123,19 @@ impl Engine for WasmtimeEngine {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        // SAFETY: the artifact comes from the cache, which only this runtime writes (mode 0700
+        // The artifact comes from the cache, which only this runtime writes (mode 0700
         // directory, files replaced by rename); wasmtime still checks its version and settings
         // header. `deserialize_file` maps the file, so processes share the code pages.
         match kind {
             ModuleKind::Core => {
+                // SAFETY: a cache artifact this runtime wrote, as said above.
                 let module = unsafe { wasmtime::Module::deserialize_file(&self.engine, path) }
                     .map_err(bad)?;
                 self.wrap_core(module)
             }
             ModuleKind::Component => {
                 let component =
+                    // SAFETY: a cache artifact this runtime wrote, as said above.
                     unsafe { wasmtime::component::Component::deserialize_file(&self.engine, path) }
                         .map_err(bad)?;
                 self.wrap_component(component)

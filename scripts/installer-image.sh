@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The node installer's image for deploy/: static `wasmbay`, `wasmbay-runtime` and shim for
+# linux/amd64 and linux/arm64 (glibc linked in with crt-static, libseccomp from Debian's static
+# library; no libraries in the image), packed by `wasmbay image installer` into one OCI image
+# index. The static builds have their own target directory (target/static), so they do not
+# undo the ordinary ones. WasmEdge links libwasmedge dynamically and is left out.
+#
+#   scripts/installer-image.sh [--name REF] [-o PATH] [--features LIST]
+#
+# Then `ctr images import --all-platforms PATH`, or push it to a registry (docs/kubernetes.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+name=
+output=target/static/node-installer.tar
+features=wasmtime,wasmer
+while (($#)); do
+    case "$1" in
+    --name) name=$2; shift 2 ;;
+    -o | --output) output=$2; shift 2 ;;
+    --features) features=$2; shift 2 ;;
+    *)
+        echo "installer-image: unknown argument $1 (usage: installer-image.sh [--name REF] [-o PATH] [--features LIST])" >&2
+        exit 2
+        ;;
+    esac
+done
+[[ $features != *wasmedge* ]] || { echo "installer-image: wasmedge cannot be linked statically" >&2; exit 2; }
+
+./scripts/setup.sh --aarch64
+binaries=()
+for pair in amd64:x86_64-unknown-linux-gnu arm64:aarch64-unknown-linux-gnu; do
+    arch=${pair%%:*} target=${pair#*:}
+    start=$SECONDS
+    # RUSTFLAGS apply to the target only when --target is given: build scripts and proc
+    # macros stay ordinary host programs.
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --profile cross --target "$target" \
+        --target-dir target/static --workspace --bins --no-default-features --features "$features"
+    echo "installer-image: the static $arch build took $((SECONDS - start)) s"
+    binaries+=(--binaries "$arch=target/static/$target/cross")
+done
+name_args=()
+[[ -z $name ]] || name_args=(--name "$name")
+cargo run --quiet -- image installer "${binaries[@]}" "${name_args[@]}" -o "$output"
