@@ -15,7 +15,8 @@
 # of wasm and runc pods under kubelet's systemd driver (placement, OOMKilled, ContainerStats)
 # and of a `hostUsers: false` pod (containerd 1.7's user namespaces), and the runtime's
 # --systemd-cgroup and native-beside-wasm tests; and, in both, `wasmbay node install` onto the
-# guest's own containerd under systemd, a pod on the handler, then uninstall. With --full,
+# guest's own containerd under systemd, a pod on the handler, then uninstall; and images
+# pushed to a loopback registry and pulled back by the CRI. With --full,
 # every integration test of the two crates and the containerd-frontend matrix of every
 # engine built. Under TCG every instruction is emulated, so the whole of it takes long; the
 # closing note of each change says what each part cost.
@@ -73,7 +74,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])
 ')
-for name in ctr cri faults runtime containerd node; do
+for name in ctr cri faults runtime containerd node image_push; do
     [[ -n ${tests[$name]:-} ]] || { echo "guest-suite: test target $name was not built" >&2; exit 1; }
 done
 cargo build --workspace --features "$feature_list" --bins
@@ -98,6 +99,8 @@ trap 'rm -f "$plan"' EXIT
         echo "step $repo/containerd-shim ${tests[faults]} --test-threads 1"
         echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1 systemd busybox_and_wasm_side_by_side the_wasm_init read_only"
     fi
+    # A registry on the guest's loopback: containerd 1.7's CRI pulls artifact images too.
+    echo "step $repo ${tests[image_push]} --test-threads 1"
     # Last: it starts the system's containerd (masked in the guests) and installs onto it.
     echo "step $repo/containerd-shim env WASMBAY_NODE_TEST=system ${tests[node]} --test-threads 1"
     echo 'exit $status'

@@ -65,7 +65,7 @@ mirror=${WASMBAY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # (libcontainer's systemd cgroup driver talks to systemd over D-Bus), the container stack the
 # tests drive (with CNI's plugins: a pod that is not on the node's network needs one), and
 # what the tests' native containers and checks use.
-GUEST_PACKAGES=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,busybox-static,libseccomp2,kmod,procps,iproute2,e2fsprogs
+GUEST_PACKAGES=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,busybox-static,libseccomp2,kmod,procps,iproute2,e2fsprogs,docker-registry
 guest_suite() {
     case "$1" in
     debian13 | debian13-arm64) echo trixie ;;
@@ -204,9 +204,9 @@ configure_rootfs() { # $1: rootfs directory
         "$root/etc/systemd/system/multi-user.target.wants/wasmbay-guest.service"
     printf '%s\n' "$INIT" >"$root/usr/local/sbin/wasmbay-guest-init"
     chmod 755 "$root/usr/local/sbin/wasmbay-guest-init"
-    # The tests start private containerds; the system's one would only cost boot time and
-    # memory. Nothing here needs a login prompt, timers or the network.
-    for unit in containerd.service getty@tty1.service serial-getty@ttyS0.service \
+    # The tests start private containerds and registries; the system's ones would only cost
+    # boot time and memory. Nothing here needs a login prompt, timers or the network.
+    for unit in containerd.service docker-registry.service getty@tty1.service serial-getty@ttyS0.service \
         serial-getty@ttyAMA0.service \
         console-getty.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
         fstrim.timer systemd-networkd.service systemd-timesyncd.service; do

@@ -1,6 +1,7 @@
 //! `wasmbay`: run WebAssembly modules, check conformance, manage the precompiled cache.
 
 mod cmd;
+mod http1;
 mod node;
 
 use std::process::ExitCode;

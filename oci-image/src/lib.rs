@@ -34,6 +34,7 @@
 //! `org.opencontainers.image.ref.name` (the tag, as the OCI layout spec says), and the
 //! manifest's platform.
 
+pub mod archive;
 mod multi;
 mod platform;
 pub mod read;

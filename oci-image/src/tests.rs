@@ -461,3 +461,90 @@ fn a_multi_platform_image_refuses_no_or_twice_the_same_platform() {
         Err(ImageError::InvalidImagePath { .. })
     ));
 }
+
+#[test]
+fn an_archive_reads_back_with_children_before_parents() {
+    use crate::archive::LayoutArchive;
+    let multi = installer_spec().build().unwrap();
+    let layout = LayoutArchive::read(&multi.archive).unwrap();
+    let image = layout
+        .image(Some("localhost:5000/wasmbay/node-installer:0.1.0"), None)
+        .unwrap();
+    let blobs = layout.blobs_under(image).unwrap();
+    // Two platforms of layer, config and manifest, then the index.
+    assert_eq!(blobs.len(), 7);
+    let last = blobs.last().unwrap();
+    assert_eq!(last.digest, multi.digest());
+    assert!(last.is_manifest);
+    for (at, blob) in blobs.iter().enumerate() {
+        if blob.is_manifest && blob.media_type == MANIFEST_MEDIA_TYPE {
+            let manifest = json(&blob.bytes);
+            for child in
+                std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap())
+            {
+                let position = blobs
+                    .iter()
+                    .position(|b| b.digest == child["digest"])
+                    .unwrap();
+                assert!(
+                    position < at,
+                    "{} comes after its manifest",
+                    child["digest"]
+                );
+            }
+        }
+    }
+    let single = spec("hello:v1", "hello.wasm", CORE).build().unwrap();
+    let layout = LayoutArchive::read(&single.archive).unwrap();
+    // The only image is taken whatever the name asked.
+    let blobs = layout
+        .blobs_under(layout.image(None, Some("other")).unwrap())
+        .unwrap();
+    assert_eq!(blobs.len(), 3);
+    assert_eq!(blobs[2].digest, single.manifest_digest());
+}
+
+#[test]
+fn an_archive_with_a_corrupt_or_missing_blob_is_refused() {
+    use crate::archive::{ArchiveError, LayoutArchive};
+    let image = spec("hello:v1", "hello.wasm", CORE).build().unwrap();
+    let layer_hex = image.layers[0]
+        .digest
+        .trim_start_matches("sha256:")
+        .to_string();
+    let rewrite = |change: &dyn Fn(&str, &mut Vec<u8>) -> bool| {
+        let mut out = tar::Builder::new(Vec::new());
+        for entry in read_tar(&image.archive) {
+            let mut contents = entry.contents.clone();
+            if !change(&entry.path, &mut contents) {
+                continue;
+            }
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(entry.kind);
+            header.set_mode(entry.mode);
+            header.set_size(contents.len() as u64);
+            out.append_data(&mut header, &entry.path, contents.as_slice())
+                .unwrap();
+        }
+        out.into_inner().unwrap()
+    };
+    let corrupt = rewrite(&|path, contents| {
+        if path.ends_with(&layer_hex) {
+            contents.push(0);
+        }
+        true
+    });
+    let layout = LayoutArchive::read(&corrupt).unwrap();
+    let err = layout.blobs_under(&layout.images[0]).unwrap_err();
+    assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err}");
+    let missing = rewrite(&|path, _| !path.ends_with(&layer_hex));
+    let layout = LayoutArchive::read(&missing).unwrap();
+    let err = layout.blobs_under(&layout.images[0]).unwrap_err();
+    assert!(matches!(err, ArchiveError::MissingBlob { .. }), "{err}");
+    let no_index = rewrite(&|path, _| path != "index.json");
+    assert!(matches!(
+        LayoutArchive::read(&no_index),
+        Err(ArchiveError::NoIndex)
+    ));
+    assert!(LayoutArchive::read(b"not a tar at all, just some bytes").is_err());
+}

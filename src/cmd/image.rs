@@ -25,6 +25,8 @@ enum Action {
     /// architecture, each holding that architecture's static `wasmbay` and shim (and
     /// `wasmbay-runtime`, when there) in /usr/local/bin.
     Installer(InstallerArgs),
+    /// Send an OCI image layout archive to a registry (OCI distribution API).
+    Push(super::image_push::PushArgs),
 }
 
 #[derive(Args)]
@@ -78,6 +80,7 @@ pub fn main(args: ImageArgs) -> Result<i32> {
     match args.action {
         Action::Build(args) => build(args),
         Action::Installer(args) => installer(args),
+        Action::Push(args) => super::image_push::push(args),
     }
 }
 

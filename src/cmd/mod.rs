@@ -12,4 +12,5 @@ pub mod conformance;
 pub mod containerd;
 pub mod elf_check;
 pub mod image;
+pub mod image_push;
 pub mod run;

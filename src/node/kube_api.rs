@@ -6,7 +6,6 @@
 //! merge patch over HTTPS (rustls) per call, every step bounded in time. A client library
 //! would bring an HTTP stack and generated API types for this single request.
 
-use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -192,38 +191,29 @@ impl KubeApi {
                 }
             })?;
         let mut stream = rustls::StreamOwned::new(connection, tcp);
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {server}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: {content_type}\r\nAccept: application/json\r\n\
-             User-Agent: wasmbay-node-installer/{}\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            self.token,
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).map_err(io)?;
-        stream.flush().map_err(io)?;
-        let mut response = Vec::new();
-        match stream.read_to_end(&mut response) {
-            Ok(_) => {}
-            // A server that closes without TLS's close_notify has still sent its answer.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
-            Err(e) => return Err(io(e)),
-        }
-        let (status, body) = parse_response(&response).ok_or_else(|| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the answer is not an HTTP response",
-            ))
-        })?;
-        if (200..300).contains(&status) {
-            return Ok(body);
+        let response = crate::http1::exchange(
+            &mut stream,
+            &crate::http1::Request {
+                method,
+                target: path,
+                host: &server,
+                headers: vec![
+                    ("Authorization", format!("Bearer {}", self.token)),
+                    ("Content-Type", content_type.to_string()),
+                    ("Accept", "application/json".to_string()),
+                ],
+                body: body.as_bytes(),
+            },
+        )
+        .map_err(io)?;
+        if response.is_success() {
+            return Ok(String::from_utf8_lossy(&response.body).into_owned());
         }
         Err(KubeApiError::Refused {
             server,
             request: format!("{method} {path}"),
-            status,
-            message: status_message(&body),
+            status: response.status,
+            message: response.message(),
         })
     }
 }
@@ -234,27 +224,6 @@ impl KubeApi {
 #[allow(deprecated)]
 fn crypto_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
-}
-
-/// The status code and body of an HTTP/1.1 response (a chunked body is left as sent: only its
-/// message is looked for).
-fn parse_response(response: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(response);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.lines().next()?.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-/// What a Kubernetes `Status` body says went wrong, else the body as sent, shortened.
-fn status_message(body: &str) -> String {
-    let json = body.find('{').map_or(body, |at| &body[at..]);
-    let json = json.rfind('}').map_or(json, |end| &json[..=end]);
-    if let Ok(status) = serde_json::from_str::<serde_json::Value>(json) {
-        if let Some(message) = status.get("message").and_then(|m| m.as_str()) {
-            return message.to_string();
-        }
-    }
-    body.chars().take(300).collect()
 }
 
 /// A node name is a DNS subdomain (RFC 1123): it goes into the request path as it is.
@@ -274,7 +243,7 @@ fn is_node_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
+    use std::io::{BufRead, Read, Write};
     use std::net::TcpListener;
     use std::sync::mpsc;
 

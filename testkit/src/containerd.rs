@@ -123,6 +123,8 @@ pub struct ContainerdConfig {
     /// CRI's `sandbox_image`: the pod's pause image, which tests build and import themselves
     /// (there is no registry to pull the default one from).
     pub cri_sandbox_image: Option<String>,
+    /// CRI's `registry.config_path` (see [`ContainerdConfig::with_cri_registry_hosts`]).
+    pub cri_registry_hosts: Option<PathBuf>,
     /// Extra plugin tables: key `io.containerd.runtime.v1.linux` → its body (raw TOML lines).
     /// A table given here replaces the one the testkit would write for the same plugin.
     pub plugin_tables: BTreeMap<String, String>,
@@ -146,6 +148,7 @@ impl Default for ContainerdConfig {
             cri_runtimes: Vec::new(),
             cri_default_runtime: None,
             cri_sandbox_image: None,
+            cri_registry_hosts: None,
             plugin_tables: BTreeMap::new(),
             disabled_plugins: Vec::new(),
             log_level: "info".to_string(),
@@ -183,6 +186,13 @@ impl ContainerdConfig {
 
     pub fn with_cri_runtime(mut self, runtime: CriRuntime) -> Self {
         self.cri_runtimes.push(runtime);
+        self
+    }
+
+    /// Has the CRI read registry hosts from `dir` (`<dir>/<host>/hosts.toml`, containerd's
+    /// `registry.config_path`): how a test points image pulls at its own registry.
+    pub fn with_cri_registry_hosts(mut self, dir: &Path) -> Self {
+        self.cri_registry_hosts = Some(dir.to_path_buf());
         self
     }
 
@@ -260,6 +270,14 @@ impl ContainerdConfig {
         }
         if let Some(image) = &self.cri_sandbox_image {
             let _ = writeln!(out, "  sandbox_image = {}", toml_string(image));
+        }
+        if let Some(hosts) = &self.cri_registry_hosts {
+            let _ = writeln!(out, "\n[{base}.registry]");
+            let _ = writeln!(
+                out,
+                "  config_path = {}",
+                toml_string(&hosts.to_string_lossy())
+            );
         }
         let _ = writeln!(out, "\n[{base}.cni]");
         let _ = writeln!(out, "  bin_dir = {}", p("cni/bin"));

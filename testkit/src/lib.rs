@@ -1,7 +1,8 @@
 //! `wasmbay-testkit`: helpers for wasmbay's integration tests, never shipped.
 //!
 //! Owns: [`PrivateContainerd`] (a containerd of the test's own, in a temporary directory,
-//! torn down completely when dropped), the checks tests use to skip themselves
+//! torn down completely when dropped), [`LoopbackRegistry`] (Debian's docker-registry on a
+//! loopback port), the checks tests use to skip themselves
 //! ([`require_root`], [`require_command`]) and the inspection helpers the teardown and the
 //! tests share ([`mounts_under`], [`processes_mentioning`], [`processes_rooted_under`],
 //! [`run_with_timeout`]).
@@ -37,6 +38,7 @@ mod api;
 mod containerd;
 pub mod cri;
 mod process;
+mod registry;
 mod stress;
 
 pub use api::{process_spec, ApiClient, ApiContainer};
@@ -47,6 +49,7 @@ pub use process::{
     cgroup_dirs_of, holds_in_forked_child, mounts_under, processes_mentioning,
     processes_rooted_under, run_with_timeout,
 };
+pub use registry::{LoopbackRegistry, REGISTRY_BINARY};
 pub use stress::{poll_stdin_then, stress_rounds};
 
 use std::path::{Path, PathBuf};
