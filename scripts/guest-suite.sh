@@ -16,7 +16,8 @@
 # and of a `hostUsers: false` pod (containerd 1.7's user namespaces), and the runtime's
 # --systemd-cgroup and native-beside-wasm tests; and, in both, `wasmbay node install` onto the
 # guest's own containerd under systemd, a pod on the handler, then uninstall; and images
-# pushed to a loopback registry and pulled back by the CRI. With --full,
+# pushed to a loopback registry and pulled back by the CRI; and the Debian packages
+# (scripts/deb.sh, lintian-checked on the host) installed, used and removed. With --full,
 # every integration test of the two crates and the containerd-frontend matrix of every
 # engine built. Under TCG every instruction is emulated, so the whole of it takes long; the
 # closing note of each change says what each part cost.
@@ -74,10 +75,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])
 ')
-for name in ctr cri faults runtime containerd node image_push; do
+for name in ctr cri faults runtime containerd node image_push packages; do
     [[ -n ${tests[$name]:-} ]] || { echo "guest-suite: test target $name was not built" >&2; exit 1; }
 done
 cargo build --workspace --features "$feature_list" --bins
+# The Debian packages of these binaries (lintian-checked here), installed in the guest.
+start=$SECONDS
+./scripts/deb.sh --out target/deb >/dev/null
+echo "guest-suite: the packages and their lintian check took $((SECONDS - start)) s"
 
 # What runs in the guest: each line is a directory, then a command.
 plan="$(mktemp /tmp/wasmbay-guest-plan-XXXXXX)"
@@ -101,6 +106,8 @@ trap 'rm -f "$plan"' EXIT
     fi
     # A registry on the guest's loopback: containerd 1.7's CRI pulls artifact images too.
     echo "step $repo ${tests[image_push]} --test-threads 1"
+    # dpkg -i of the packages, a wasm container through the packaged shim, dpkg -r.
+    echo "step $repo env WASMBAY_DEB_TEST=system WASMBAY_DEB_DIR=$repo/target/deb ${tests[packages]} --test-threads 1"
     # Last: it starts the system's containerd (masked in the guests) and installs onto it.
     echo "step $repo/containerd-shim env WASMBAY_NODE_TEST=system ${tests[node]} --test-threads 1"
     echo 'exit $status'

@@ -34,6 +34,7 @@ APT_PACKAGES=(
     runc              # the baseline runtime in tests and benchmarks
     protobuf-compiler # protoc: containerd's and the CRI's gRPC APIs (shim content reads, tests)
     docker-registry   # a registry on loopback for `wasmbay image push` and CRI pulls (tests)
+    lintian           # checks the .deb packages (scripts/deb.sh)
 )
 
 # The wasmedge engine is built only where the WasmEdge C library is installed (no Debian

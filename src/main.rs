@@ -37,6 +37,9 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Build OCI images holding a module, for containerd (`ctr image import`).
     Image(cmd::image::ImageArgs),
+    /// Write man pages and shell completions (for packages).
+    #[command(hide = true)]
+    Docs(cmd::docs::DocsArgs),
 }
 
 const DEFAULT_LOG_FILTER: &str =
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Containerd(args) => cmd::containerd::main(args),
         Command::Node(args) => node::main(args),
         Command::Image(args) => cmd::image::main(args),
+        Command::Docs(args) => cmd::docs::main(args, Cli::command().version(&*version)),
         Command::Engines => {
             for name in wasmbay_engines::KNOWN {
                 let state = if wasmbay_engines::is_compiled_in(name) {

@@ -10,6 +10,7 @@ pub mod bench_trace;
 pub mod cache;
 pub mod conformance;
 pub mod containerd;
+pub mod docs;
 pub mod elf_check;
 pub mod image;
 pub mod image_push;

@@ -69,7 +69,19 @@ fn main() -> ExitCode {
     // made once per process.
     let version =
         Box::leak(wasmbay_engines::version_line(env!("CARGO_PKG_VERSION")).into_boxed_str());
-    let cli = match Cli::from_arg_matches(&Cli::command().version(&*version).get_matches()) {
+    let command = Cli::command().version(&*version);
+    // Packages (scripts/deb.sh) render the man page from this definition; not a runc
+    // command, so it is matched before the CLI and shown nowhere.
+    if std::env::args().nth(1).as_deref() == Some("--generate-man-page") {
+        return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wasmbay-runtime: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
