@@ -7,6 +7,13 @@
 //! those pages stay clean and shared through the page cache. The code itself stays
 //! position-independent; only the executable's own image loses address randomisation
 //! (libraries, heap, stacks and guest memory keep theirs), as with runc's Go shims.
+//!
+//! A static build (`-C target-feature=+crt-static`, scripts/installer-image.sh) is left as
+//! rustc makes it, a static PIE that relocates itself: `-no-pie` beside rustc's `-static-pie`
+//! gives an executable that crashes at its first instruction.
 fn main() {
-    println!("cargo:rustc-link-arg-bins=-no-pie");
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if !features.split(',').any(|f| f == "crt-static") {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
 }

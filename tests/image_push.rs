@@ -204,16 +204,11 @@ fn pushed_images_are_pulled_back_by_containerd() {
             .pull_image(reference)
             .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
         assert!(image_ref.starts_with("sha256:"), "{image_ref}");
-        let listed = cd
-            .run_ok(cd.ctr().args(["images", "ls"]), Duration::from_secs(30))
-            .unwrap();
-        let listed = String::from_utf8_lossy(&listed.stdout);
-        assert!(
-            listed
-                .lines()
-                .any(|l| l.starts_with(reference.as_str()) && l.contains(digest.as_str())),
-            "{reference} {digest} not in {listed}"
-        );
+        let line = cd
+            .image_line(reference)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{reference} not pulled"));
+        assert!(line.contains(digest.as_str()), "{line}");
     }
     let pulled = cd
         .run_ok(
@@ -228,14 +223,10 @@ fn pushed_images_are_pulled_back_by_containerd() {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", registry.log()));
     drop(pulled);
-    let listed = cd
-        .run_ok(cd.ctr().args(["images", "ls"]), Duration::from_secs(30))
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    let line = listed
-        .lines()
-        .find(|l| l.starts_with(installer_ref.as_str()))
-        .unwrap_or_else(|| panic!("{installer_ref} not pulled: {listed}"));
+    let line = cd
+        .image_line(&installer_ref)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{installer_ref} not pulled"));
     assert!(line.contains(&installer_digest), "{line}");
     assert!(
         line.contains("linux/amd64") && line.contains("linux/arm64"),
@@ -249,31 +240,23 @@ fn pushed_images_are_pulled_back_by_containerd() {
 #[test]
 fn a_push_needs_plain_http_for_now_and_a_readable_archive() {
     let dir = tempfile::tempdir().unwrap();
-    let output = wasmbay(&["image", "push", "nowhere.tar", "127.0.0.1:9/x:y"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("--plain-http"), "{stderr}");
-    let missing = dir.path().join("missing.tar");
-    let output = wasmbay(&[
-        "image",
-        "push",
-        missing.to_str().unwrap(),
-        "127.0.0.1:9/x:y",
-        "--plain-http",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("missing.tar"), "{stderr}");
     let not_tar = dir.path().join("not.tar");
     std::fs::write(&not_tar, "not an archive").unwrap();
-    let output = wasmbay(&[
-        "image",
-        "push",
-        not_tar.to_str().unwrap(),
-        "127.0.0.1:9/x:y",
-        "--plain-http",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("not.tar"), "{stderr}");
+    let missing = dir.path().join("missing.tar").display().to_string();
+    let not_tar = not_tar.display().to_string();
+    for (args, message) in [
+        (vec!["nowhere.tar", "127.0.0.1:9/x:y"], "--plain-http"),
+        (
+            vec![&missing, "127.0.0.1:9/x:y", "--plain-http"],
+            "missing.tar",
+        ),
+        (vec![&not_tar, "127.0.0.1:9/x:y", "--plain-http"], "not.tar"),
+    ] {
+        let mut all = vec!["image", "push"];
+        all.extend(args.iter().map(|a| &**a));
+        let output = wasmbay(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

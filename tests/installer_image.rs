@@ -129,14 +129,10 @@ fn the_installer_image_imports_with_every_platform_and_runs_each() {
 
     let cd = PrivateContainerd::start().unwrap();
     cd.import(&output, &["--all-platforms"]).unwrap();
-    let listed = cd
-        .run_ok(cd.ctr().args(["images", "ls"]), Duration::from_secs(30))
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    let line = listed
-        .lines()
-        .find(|l| l.starts_with(name))
-        .unwrap_or_else(|| panic!("{name} not imported: {listed}"));
+    let line = cd
+        .image_line(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} not imported"));
     assert!(line.contains(&digest), "{line}");
     assert!(line.contains("linux/amd64"), "{line}");
     let mut platforms = vec![("amd64", "linux/amd64")];

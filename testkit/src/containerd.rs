@@ -606,6 +606,18 @@ impl PrivateContainerd {
         self.run_ok(&mut command, Duration::from_secs(120))
     }
 
+    /// The `ctr images ls` line of image `name` (its type, digest, size and platforms),
+    /// `None` when there is no such image.
+    pub fn image_line(&self, name: &str) -> Result<Option<String>, TestkitError> {
+        let mut command = self.ctr();
+        command.args(["images", "ls"]);
+        let output = self.run_ok(&mut command, Duration::from_secs(30))?;
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(str::to_string))
+    }
+
     /// Image names in the namespace (`ctr images ls -q`).
     pub fn image_names(&self) -> Result<Vec<String>, TestkitError> {
         let mut command = self.ctr();
