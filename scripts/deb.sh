@@ -158,6 +158,36 @@ for engine in $engines; do
 done
 "$work/wasmbay-runtime/usr/bin/wasmbay-runtime" --generate-man-page >"$work/wasmbay-runtime.1"
 man_page "$work/wasmbay-runtime.1" "$work/wasmbay-runtime"
+# The shim has no command line of its own to make a page from: containerd starts it.
+for engine in $engines; do
+    cat >"$work/containerd-shim-wasmbay-$engine-v1.1" <<EOF
+.TH CONTAINERD-SHIM-WASMBAY-${engine^^}-V1 1 "" "wasmbay $version"
+.SH NAME
+containerd-shim-wasmbay-$engine-v1 \\- containerd shim running WebAssembly containers on $engine
+.SH DESCRIPTION
+containerd starts this shim for containers of the runtime type
+.B io.containerd.wasmbay-$engine.v1
+(Kubernetes runtime handler
+.BR wasmbay-$engine ,
+as \\fBwasmbay node install\\fR declares it). It runs wasm entrypoints on $engine, and Linux
+ones, such as pause containers and sidecars, natively. It is not run by hand;
+\\fB\\-v\\fR prints its version and the engines it holds.
+.SH ENVIRONMENT
+.TP
+.B WASMBAY_SHIM_LOG
+a file for the shim's log.
+.TP
+.B WASMBAY_SHIM_GROUPING
+.B pod
+(default) or
+.BR namespace :
+which containers one shim serves.
+.SH SEE ALSO
+.BR wasmbay (1),
+.BR wasmbay-runtime (1)
+EOF
+    man_page "$work/containerd-shim-wasmbay-$engine-v1.1" "$work/wasmbay-runtime"
+done
 grep -q libyaml "$work/wasmbay-runtime/usr/bin/$shim" && overrides wasmbay-runtime wasmbay-runtime "$shim"
 control wasmbay-runtime \
     "$(shlibs "$work/wasmbay-runtime/usr/bin/wasmbay-runtime" "$work/wasmbay-runtime/usr/bin/$shim")" \
