@@ -9,8 +9,9 @@
 //! (libraries, heap, stacks and guest memory keep theirs), as with runc's Go shims.
 //!
 //! A static build (`-C target-feature=+crt-static`, scripts/installer-image.sh) is left as
-//! rustc makes it, a static PIE that relocates itself: `-no-pie` beside rustc's `-static-pie`
-//! gives an executable that crashes at its first instruction.
+//! rustc links it (a static PIE that relocates itself on x86_64; on aarch64 the script
+//! compiles for a fixed address anyway), rather than mixing `-no-pie` into rustc's
+//! `-static-pie` link.
 fn main() {
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     if !features.split(',').any(|f| f == "crt-static") {

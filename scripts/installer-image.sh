@@ -33,9 +33,18 @@ for pair in amd64:x86_64-unknown-linux-gnu arm64:aarch64-unknown-linux-gnu; do
     arch=${pair%%:*} target=${pair#*:}
     start=$SECONDS
     # RUSTFLAGS apply to the target only when --target is given: build scripts and proc
-    # macros stay ordinary host programs.
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --profile cross --target "$target" \
-        --target-dir target/static --workspace --bins --no-default-features --features "$features"
+    # macros stay ordinary host programs. On aarch64 rustc links static glibc as a non-PIE,
+    # whose start code (built -fpic, a 32 KiB GOT) cannot reach the GOT of a binary this size
+    # when Rust's code is position-independent too ("relocation truncated to fit:
+    # R_AARCH64_LD64_GOTPAGE_LO15"); compiled for a fixed address, it makes no GOT entries.
+    rustflags="-C target-feature=+crt-static"
+    [[ $arch != arm64 ]] || rustflags+=" -C relocation-model=static"
+    # libseccomp-sys links libseccomp dynamically unless told otherwise, which in a static
+    # executable crashes it at start: Debian's static library, from the target's multiarch
+    # directory.
+    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/${target%%-unknown-*}-linux-gnu \
+        RUSTFLAGS=$rustflags cargo build --profile cross --target "$target" \
+            --target-dir target/static --workspace --bins --no-default-features --features "$features"
     echo "installer-image: the static $arch build took $((SECONDS - start)) s"
     binaries+=(--binaries "$arch=target/static/$target/cross")
 done
