@@ -46,7 +46,15 @@ for pair in amd64:x86_64-unknown-linux-gnu arm64:aarch64-unknown-linux-gnu; do
         RUSTFLAGS=$rustflags cargo build --profile cross --target "$target" \
             --target-dir target/static --workspace --bins --no-default-features --features "$features"
     echo "installer-image: the static $arch build took $((SECONDS - start)) s"
-    binaries+=(--binaries "$arch=target/static/$target/cross")
+    # Stripped copies: debug information is most of each binary's size.
+    stripped=target/static/$target/stripped
+    mkdir -p "$stripped"
+    strip_tool=strip
+    [[ $arch != arm64 ]] || strip_tool=aarch64-linux-gnu-strip
+    for binary in wasmbay wasmbay-runtime containerd-shim-wasmbay-wasmtime-v1; do
+        "$strip_tool" --strip-unneeded -o "$stripped/$binary" "target/static/$target/cross/$binary"
+    done
+    binaries+=(--binaries "$arch=$stripped")
 done
 name_args=()
 [[ -z $name ]] || name_args=(--name "$name")

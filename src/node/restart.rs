@@ -119,14 +119,29 @@ pub fn restart(node: &Node, how: &Restart, limit: Duration) -> Result<()> {
     run_bounded(&mut command, limit)
 }
 
+/// An anonymous file in memory: the installer image has no /tmp (nor any directory to spare),
+/// and a command's few kilobytes of output need none.
+fn output_file(name: &str) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let name = std::ffi::CString::new(format!("wasmbay-{name}"))?;
+    // SAFETY: memfd_create reads the NUL-terminated name, alive for the call, and returns a new
+    // descriptor or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just made and nothing else owns it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// Runs `command` to its end or kills it at `limit`; its output goes to the log. The output
 /// goes through files, not pipes: a command that leaves a daemon behind (an init script, a
 /// `--restart-command` starting containerd) would hold a pipe open for the daemon's life.
 pub fn run_bounded(command: &mut Command, limit: Duration) -> Result<()> {
     use std::io::{Read, Seek};
     let shown = format!("{command:?}");
-    let mut stdout = tempfile::tempfile().context("a file for the command's output")?;
-    let mut stderr = tempfile::tempfile().context("a file for the command's errors")?;
+    let mut stdout = output_file("stdout").context("a file for the command's output")?;
+    let mut stderr = output_file("stderr").context("a file for the command's errors")?;
     let mut child = command
         .stdin(Stdio::null())
         .stdout(stdout.try_clone().context("the command's output file")?)
