@@ -156,6 +156,8 @@ fn the_daemonsets_run_the_installer_privileged_on_the_host_root_with_node_rights
             container["securityContext"]["privileged"] == true,
             "{action}"
         );
+        // systemctl restarts containerd only from the host init's namespaces.
+        assert!(pod["hostPID"] == true, "{action}: no hostPID");
         // The host root is mounted where --host-root says.
         let host_root = args
             .iter()

@@ -120,33 +120,66 @@ impl Node {
         self.root == Path::new("/")
     }
 
-    /// A command run on the node: in a chroot of the host root when that is not ours, so that
-    /// the node's own binaries, libraries and sockets are used. The chroot is made by this
-    /// process between fork and exec, not by a `chroot` program: the installer image holds
-    /// nothing but wasmbay's static binaries.
+    /// A command run on the node, with the node's own binaries, libraries and sockets: in
+    /// the mount namespace of the host's init when this process sees it (a pod with
+    /// `hostPID: true`, as deploy/ runs the installer), else in a chroot of the host root.
+    /// systemctl refuses to act from a chroot in another PID namespace ("Failed to connect to
+    /// system scope bus"), so the first is what restarts containerd from a pod. Either is
+    /// entered by this process between fork and exec: the installer image holds nothing but
+    /// wasmbay's static binaries.
     pub fn command(&self, program: &str) -> std::process::Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
         let mut command = std::process::Command::new(program);
-        if !self.is_own_root() {
-            use std::os::unix::ffi::OsStrExt;
-            use std::os::unix::process::CommandExt;
-            // Made before the fork: the child may not allocate.
-            let root = std::ffi::CString::new(self.root.as_os_str().as_bytes());
+        if self.is_own_root() {
+            return command;
+        }
+        if let Some(namespace) = self.host_init_mount_namespace() {
             // SAFETY: the closure runs in the forked child before exec and only makes the
-            // async-signal-safe chroot(2) and chdir(2) calls on a string allocated before the
-            // fork; it reports failure through the io::Error std sends back to the parent.
+            // async-signal-safe setns(2) and chdir(2) calls, on a descriptor opened before the
+            // fork and kept open by the closure; failure goes back to the parent as io::Error.
             unsafe {
                 command.pre_exec(move || {
-                    let root = root
-                        .as_ref()
-                        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-                    if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    if libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                        || libc::chdir(c"/".as_ptr()) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
                 });
             }
+            return command;
+        }
+        // Made before the fork: the child may not allocate.
+        let root = std::ffi::CString::new(self.root.as_os_str().as_bytes());
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // async-signal-safe chroot(2) and chdir(2) calls on a string allocated before the
+        // fork; it reports failure through the io::Error std sends back to the parent.
+        unsafe {
+            command.pre_exec(move || {
+                let root = root
+                    .as_ref()
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         command
+    }
+
+    /// The host init's mount namespace, when PID 1 here is the host's init: its root is the
+    /// host root mounted here.
+    fn host_init_mount_namespace(&self) -> Option<std::fs::File> {
+        use std::os::unix::fs::MetadataExt;
+        let init_root = std::fs::metadata("/proc/1/root").ok()?;
+        let host_root = std::fs::metadata(&self.root).ok()?;
+        if (init_root.dev(), init_root.ino()) != (host_root.dev(), host_root.ino()) {
+            return None;
+        }
+        std::fs::File::open("/proc/1/ns/mnt").ok()
     }
 }
 
