@@ -57,11 +57,14 @@ fn main() -> ExitCode {
         // Colour codes only for a person at a terminal, not in logs and captured output.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // `--version` names the engines built in. clap keeps the text as a &'static str; it is
-    // made once per process.
-    let version =
-        Box::leak(wasmbay_engines::version_line(env!("CARGO_PKG_VERSION")).into_boxed_str());
-    let cli = match Cli::from_arg_matches(&Cli::command().version(&*version).get_matches()) {
+    // `--version` names the engines built in, made only when asked for.
+    let mut command = Cli::command();
+    if wasmbay_engines::version_asked() {
+        command = command.version(wasmbay_engines::leaked_version_line(env!(
+            "CARGO_PKG_VERSION"
+        )));
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
@@ -73,7 +76,12 @@ fn main() -> ExitCode {
         Command::Containerd(args) => cmd::containerd::main(args),
         Command::Node(args) => node::main(args),
         Command::Image(args) => cmd::image::main(args),
-        Command::Docs(args) => cmd::docs::main(args, Cli::command().version(&*version)),
+        Command::Docs(args) => cmd::docs::main(
+            args,
+            Cli::command().version(wasmbay_engines::leaked_version_line(env!(
+                "CARGO_PKG_VERSION"
+            ))),
+        ),
         Command::Engines => {
             for name in wasmbay_engines::KNOWN {
                 let state = if wasmbay_engines::is_compiled_in(name) {

@@ -66,6 +66,20 @@ fn version_of(name: &str) -> Option<String> {
     }
 }
 
+/// Whether this process's command line asks for `--version` (or `-V`): frontends build the
+/// engines' version line only then, as `wasmbay-runtime create` sits on a container's start
+/// path and a WasmEdge build would ask its library each time.
+pub fn version_asked() -> bool {
+    std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V")
+}
+
+/// [`version_line`] as the `&'static str` clap keeps; made once per process, when asked.
+pub fn leaked_version_line(own_version: &str) -> &'static str {
+    Box::leak(version_line(own_version).into_boxed_str())
+}
+
 /// What a frontend's `--version` says after its own version: the engines it holds, e.g.
 /// `0.1.0 (engines: wasmtime 48.0.8, wasmer 7.3.0)`, so that a bug report names them.
 pub fn version_line(own_version: &str) -> String {

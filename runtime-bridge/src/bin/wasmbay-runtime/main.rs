@@ -65,14 +65,18 @@ pub struct Global {
 }
 
 fn main() -> ExitCode {
-    // `--version` names the engines built in. clap keeps the text as a &'static str; it is
-    // made once per process.
-    let version =
-        Box::leak(wasmbay_engines::version_line(env!("CARGO_PKG_VERSION")).into_boxed_str());
-    let command = Cli::command().version(&*version);
+    // `--version` names the engines built in, made only when asked for (or for the man
+    // page): create and start sit on a container's start path.
+    let mut command = Cli::command();
+    let man = std::env::args().nth(1).as_deref() == Some("--generate-man-page");
+    if man || wasmbay_engines::version_asked() {
+        command = command.version(wasmbay_engines::leaked_version_line(env!(
+            "CARGO_PKG_VERSION"
+        )));
+    }
     // Packages (scripts/deb.sh) render the man page from this definition; not a runc
     // command, so it is matched before the CLI and shown nowhere.
-    if std::env::args().nth(1).as_deref() == Some("--generate-man-page") {
+    if man {
         return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
