@@ -44,6 +44,28 @@ fn each_kind_of_bad_input_has_its_own_code_and_one_line() {
     assert_eq!(codes.len(), cases.len());
 }
 
+/// A component with nothing to run is bad input like a module without `_start`: 244, one line
+/// naming the file and what the component exports instead.
+#[test]
+fn a_component_that_is_no_command_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("neither.wat"), "(component)").unwrap();
+    let output = wasmbay(dir.path())
+        .current_dir(dir.path())
+        .args(["run", "neither.wat"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(244), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("neither.wat")
+            && stderr.contains("not a wasi:cli command")
+            && stderr.contains("exports neither"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn elf_is_reported_as_not_wasm() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,6 +20,7 @@ pub mod executor;
 pub mod fd_passing;
 pub mod guest;
 pub mod handler;
+pub mod loopback;
 pub mod prepare;
 pub mod userns_bundle;
 pub mod zygote;

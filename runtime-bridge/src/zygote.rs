@@ -480,10 +480,23 @@ fn create(payload: &[u8], fds: Vec<OwnedFd>) -> Result<i32, String> {
         .with_no_pivot(order.no_pivot)
         .build()
         .map_err(failed)?;
-    container
+    let pid = container
         .pid()
         .map(|p| p.as_raw())
-        .ok_or_else(|| format!("container {} has no init pid", order.id))
+        .ok_or_else(|| format!("container {} has no init pid", order.id))?;
+    // The container exists now; a loopback left down is worth a warning, not undoing it.
+    match crate::loopback::wants_new_netns(&order.bundle) {
+        Ok(true) => {
+            if let Err(e) = crate::loopback::bring_up(pid) {
+                tracing::warn!(id = %order.id, error = %e, "cannot set the container's loopback up");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(id = %order.id, error = %e, "cannot read the bundle's network namespace")
+        }
+    }
+    Ok(pid)
 }
 
 #[cfg(test)]

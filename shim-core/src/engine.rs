@@ -48,6 +48,10 @@ pub enum EngineError {
     InvalidModule(String),
     #[error("module has no exported function `{name}`")]
     MissingExport { name: String },
+    /// A component that exports no `wasi:cli/run`: an HTTP handler (served, not run), or
+    /// neither world. The text says which.
+    #[error("component is not a wasi:cli command: {0}")]
+    NotACommand(String),
     #[error("precompiled artifact {path} is unusable: {reason}")]
     BadArtifact { path: PathBuf, reason: String },
     #[error("cannot set up WASI: {0}")]
@@ -88,6 +92,8 @@ impl EngineError {
                 error_codes::INVALID_MODULE
             }
             EngineError::MissingExport { name } if name == "_start" => error_codes::MISSING_START,
+            // Like a core module without `_start`: nothing to run.
+            EngineError::NotACommand(_) => error_codes::MISSING_START,
             EngineError::MissingExport { .. } => error_codes::UNKNOWN_FUNC,
             EngineError::Unsupported { .. } => error_codes::UNSUPPORTED,
             _ => error_codes::RUNTIME,

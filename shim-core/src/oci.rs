@@ -254,6 +254,9 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
             cwd,
             preopens,
             memory_limit,
+            // A container's guest has the network a Linux process in the same container
+            // would have: its own namespace (the pod's), or the host's when it shares it.
+            network: true,
             ..WasiConfig::default()
         },
         rootfs,
@@ -315,6 +318,10 @@ mod tests {
             ]
         );
         assert_eq!(w.config.cwd, "/work");
+        assert!(
+            w.config.network,
+            "a container's guest has the container's network"
+        );
         assert_eq!(w.config.memory_limit, Some(64 << 20));
         assert_eq!(
             w.config.preopens,

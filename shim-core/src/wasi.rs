@@ -40,6 +40,10 @@ pub struct WasiConfig {
     pub stderr: Stdio,
     /// Upper bound, in bytes, for all linear memories of the instance together.
     pub memory_limit: Option<u64>,
+    /// Whether the guest may use the network of the process it runs in (`wasi:sockets`,
+    /// name lookup, outgoing `wasi:http`). Inside a container that is the container's own
+    /// network namespace; for `wasmbay run` it is the host's, so off unless asked.
+    pub network: bool,
 }
 
 impl WasiConfig {

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Compile in memory; neither read nor write the precompiled cache.
     #[arg(long)]
     no_cache: bool,
+    /// Let the guest use this host's network (`wasi:sockets`, name lookup). Off by default:
+    /// a module run here reaches nothing but its preopened directories.
+    #[arg(long)]
+    inherit_network: bool,
     /// The module: `FILE` or `FILE#func` to call an export other than `_start`.
     file: String,
     /// Arguments passed to the program (after its name).
@@ -107,6 +111,7 @@ pub fn main(args: RunArgs) -> Result<i32> {
         cwd,
         preopens,
         memory_limit: args.memory_limit,
+        network: args.inherit_network,
         ..WasiConfig::default()
     };
 

@@ -3,17 +3,20 @@
 //! Owns: engine settings (Cranelift, epoch interruption for kill, pooling allocation),
 //! compiling and precompiling core modules and components, loading precompiled artifacts by
 //! mapping the cache file, and running WASI preview 1 commands and `wasi:cli/command`
-//! components. Knows nothing of containers: frontends hand it a [`WasiConfig`].
+//! components of WASI 0.2 and 0.3 (told apart by `world.rs`). Knows nothing of containers: frontends hand it a [`WasiConfig`].
 
+mod http_hooks;
 mod limits;
 mod outcome;
 mod run_component;
 mod run_core;
+mod run_p3;
 mod settings;
+mod world;
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmbay_shim_core::{CompiledModule, Engine, EngineError, ModuleKind, StopMode};
 
@@ -28,6 +31,9 @@ pub struct WasmtimeEngine {
     stop_mode: StopMode,
     core_linker: Arc<wasmtime::Linker<run_core::CoreState>>,
     component_linker: Arc<wasmtime::component::Linker<run_component::ComponentState>>,
+    /// Made on the first WASI 0.3 component: most processes never see one, and a container's
+    /// start should not pay for linking a second set of interfaces.
+    p3_linker: OnceLock<Arc<wasmtime::component::Linker<run_component::ComponentState>>>,
     fingerprint: String,
 }
 
@@ -44,6 +50,7 @@ impl WasmtimeEngine {
             stop_mode: settings.stop_mode,
             core_linker: Arc::new(core_linker),
             component_linker: Arc::new(component_linker),
+            p3_linker: OnceLock::new(),
             fingerprint,
         })
     }
@@ -65,15 +72,50 @@ impl WasmtimeEngine {
         &self,
         component: wasmtime::component::Component,
     ) -> Result<Arc<dyn CompiledModule>, EngineError> {
-        let pre = self
-            .component_linker
-            .instantiate_pre(&component)
-            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        Ok(Arc::new(run_component::ComponentModule::new(
-            self.engine.clone(),
-            self.stop_mode,
-            pre,
-        )?))
+        let shape = world::ComponentShape::of(&component);
+        match &shape.world {
+            world::World::Command => {}
+            world::World::HttpHandler(export) => {
+                return Err(EngineError::NotACommand(format!(
+                    "it exports {export}, an HTTP handler, which is served, not run \
+                     (`wasmbay serve`)"
+                )))
+            }
+            world::World::Unknown => {
+                return Err(EngineError::NotACommand(
+                    "it exports neither wasi:cli/run nor a wasi:http handler".to_string(),
+                ))
+            }
+        }
+        let instantiate = |e: wasmtime::Error| EngineError::Instantiate(format!("{e:#}"));
+        match shape.release {
+            world::WasiRelease::P2 => {
+                let pre = self
+                    .component_linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate)?;
+                Ok(Arc::new(run_component::ComponentModule::new(
+                    self.engine.clone(),
+                    self.stop_mode,
+                    pre,
+                )?))
+            }
+            world::WasiRelease::P3 => {
+                let linker = match self.p3_linker.get() {
+                    Some(linker) => linker.clone(),
+                    None => {
+                        let linker = Arc::new(run_p3::linker(&self.engine)?);
+                        self.p3_linker.get_or_init(|| linker).clone()
+                    }
+                };
+                let pre = linker.instantiate_pre(&component).map_err(instantiate)?;
+                Ok(Arc::new(run_p3::P3CommandModule::new(
+                    self.engine.clone(),
+                    self.stop_mode,
+                    pre,
+                )?))
+            }
+        }
     }
 }
 

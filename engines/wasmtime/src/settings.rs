@@ -40,6 +40,8 @@ impl Settings {
         // setting is part of the compatibility hash: artifacts of the two modes never mix.
         config.epoch_interruption(self.stop_mode == StopMode::InGuest);
         config.wasm_component_model(true);
+        // WASI 0.3 components use the component model's async ABI (run_p3.rs).
+        config.wasm_component_model_async(true);
         config.max_wasm_stack(self.max_wasm_stack);
         config.cranelift_opt_level(if self.optimize {
             wasmtime::OptLevel::Speed
@@ -59,7 +61,9 @@ impl Settings {
                 .total_component_instances(n)
                 .total_memories(n)
                 .total_tables(n)
-                .total_stacks(0)
+                // Fibers for asynchronous calls (WASI 0.3 components, HTTP handlers); each is
+                // reserved address space until a call uses it.
+                .total_stacks(n.saturating_mul(4))
                 .max_unused_warm_slots(n);
             let mut pooled = config.clone();
             pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));

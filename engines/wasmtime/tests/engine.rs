@@ -315,3 +315,110 @@ fn modules_known_by_digest_are_fetched_only_on_a_cache_miss() {
         DigestArtifact::Precompiled(..) => panic!("no cache, no artifact"),
     }
 }
+
+/// A WASI 0.3 command from wasi-testsuite (the shared copy, as tests/common finds it).
+fn wasip3_case(name: &str) -> Vec<u8> {
+    let base = std::env::var_os("WASMBAY_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+        });
+    let path = base
+        .join("conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip3")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (set WASMBAY_SHARED_DIR to the shared directory)",
+            path.display()
+        )
+    })
+}
+
+#[test]
+fn a_wasi_0_3_command_is_told_from_its_imports_and_runs() {
+    let engine = engine();
+    let exit = engine
+        .compile(&wasip3_case("cli-exit.wasm"), ModuleKind::Component)
+        .unwrap();
+    let (config, _) = captured();
+    assert_eq!(
+        exit.run(config, None, &StopHandle::new()).unwrap(),
+        ExitStatus::Exited(1),
+        "cli-exit calls wasi:cli/exit@0.3 with an error"
+    );
+    // Precompiled and loaded back, it is still a 0.3 command.
+    let artifact = engine
+        .precompile(&wasip3_case("cli-stdio.wasm"), ModuleKind::Component)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.cwasm");
+    std::fs::write(&path, artifact).unwrap();
+    let stdio = engine
+        .load_precompiled(&path, ModuleKind::Component)
+        .unwrap();
+    let (config, _) = captured();
+    assert_eq!(
+        stdio.run(config, None, &StopHandle::new()).unwrap(),
+        ExitStatus::Exited(0)
+    );
+}
+
+#[test]
+fn a_wasi_0_3_guest_has_no_network_unless_given_one() {
+    let engine = engine();
+    let module = engine
+        .compile(&wasip3_case("sockets-tcp-bind.wasm"), ModuleKind::Component)
+        .unwrap();
+    let errors = tempfile::tempfile().unwrap();
+    let config = WasiConfig {
+        args: vec!["prog".into()],
+        stderr: Stdio::File(errors.try_clone().unwrap()),
+        ..WasiConfig::default()
+    };
+    let status = module.run(config, None, &StopHandle::new()).unwrap();
+    assert_eq!(status.code(), 251, "{status:?}");
+    assert!(read_back(errors).contains("AccessDenied"));
+    let config = WasiConfig {
+        args: vec!["prog".into()],
+        network: true,
+        ..WasiConfig::default()
+    };
+    assert_eq!(
+        module.run(config, None, &StopHandle::new()).unwrap(),
+        ExitStatus::Exited(0)
+    );
+}
+
+#[test]
+fn components_that_are_no_command_are_refused_naming_what_they_export() {
+    let engine = engine();
+    let empty = wat::parse_str("(component)").unwrap();
+    let err = match engine.compile(&empty, ModuleKind::Component) {
+        Err(e) => e,
+        Ok(_) => panic!("a component with no export compiled to a command"),
+    };
+    assert_eq!(
+        err.exit_code(),
+        244,
+        "nothing to run, as a module without _start"
+    );
+    let err = err.to_string();
+    assert!(err.contains("exports neither"), "{err}");
+    let handler = wat::parse_str(
+        r#"(component
+          (core module $m (func (export "h")))
+          (core instance $i (instantiate $m))
+          (func $h (canon lift (core func $i "h")))
+          (instance $api (export "handle" (func $h)))
+          (export "wasi:http/incoming-handler@0.2.0" (instance $api)))"#,
+    )
+    .unwrap();
+    let err = match engine.compile(&handler, ModuleKind::Component) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("an HTTP handler compiled to a command"),
+    };
+    assert!(
+        err.contains("wasi:http/incoming-handler@0.2.0") && err.contains("wasmbay serve"),
+        "{err}"
+    );
+}
