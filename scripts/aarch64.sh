@@ -179,6 +179,7 @@ log "case timeouts scaled by $scale"
 suites=(conformance/corpus)
 if $full; then
     for lang in assemblyscript c rust; do suites+=("$shared/$lang/testsuite/wasm32-wasip1"); done
+    suites+=("$shared/rust/testsuite/wasm32-wasip3")
 else
     echo "skipped: wasi-testsuite on aarch64: run only with --full (scripts/aarch64.sh), to keep CI within its time"
 fi

@@ -97,8 +97,12 @@ trap 'rm -f "$plan"' EXIT
         echo "step $repo/containerd-shim ${tests[faults]} --test-threads 1"
         echo "step $repo/runtime-bridge ${tests[runtime]} --test-threads 1"
         echo "step $repo/runtime-bridge ${tests[containerd]} --test-threads 1"
-        echo "step $repo $repo/target/debug/wasmbay conformance --matrix --frontends containerd --jobs 2 --timeout-scale 4 conformance/corpus ../shared/conformance/wasi-testsuite/tests/assemblyscript/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip1"
+        echo "step $repo $repo/target/debug/wasmbay conformance --matrix --frontends containerd --jobs 2 --timeout-scale 4 conformance/corpus ../shared/conformance/wasi-testsuite/tests/assemblyscript/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/c/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip1 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip3"
     else
+        # WASI 0.3 (cli, filesystem, sockets in the container's network namespace) through
+        # containerd 1.7 on cgroup v2. Each case's first run compiles a ~0.5 MB component under
+        # TCG, which took up to 20 s (scale 4) in a first run: hence the wider scale.
+        echo "step $repo $repo/target/debug/wasmbay conformance --engine wasmtime --frontend containerd --jobs 2 --timeout-scale 12 ../shared/conformance/wasi-testsuite/tests/rust/testsuite/wasm32-wasip3"
         echo "step $repo/containerd-shim ${tests[ctr]} --test-threads 1 systemd pause_freezes task_metrics cgroup_oom update_changes cpu_quota exec_runs a_terminal"
         echo "step $repo/containerd-shim ${tests[cri]} --test-threads 1 under_kubelets a_pod_with_a_wasm without_host_users"
         echo "step $repo/containerd-shim ${tests[faults]} --test-threads 1"

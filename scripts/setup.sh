@@ -35,6 +35,8 @@ APT_PACKAGES=(
     protobuf-compiler # protoc: containerd's and the CRI's gRPC APIs (shim content reads, tests)
     docker-registry   # a registry on loopback for `wasmbay image push` and CRI pulls (tests)
     lintian           # checks the .deb packages (scripts/deb.sh)
+    python3-requests  # wasi-testsuite's own executor, run through conformance/adapters/wasmbay.py
+    python3-colorama
 )
 
 # The wasmedge engine is built only where the WasmEdge C library is installed (no Debian

@@ -13,6 +13,7 @@ fn corpus_dirs() -> Vec<std::path::PathBuf> {
     for suite in ["assemblyscript", "c", "rust"] {
         dirs.push(shared.join(suite).join("testsuite/wasm32-wasip1"));
     }
+    dirs.push(shared.join("rust/testsuite/wasm32-wasip3"));
     dirs
 }
 
@@ -86,6 +87,95 @@ fn the_matrix_passes_on_every_engine_and_frontend() {
     }
     let table = fs::read_to_string(markdown).unwrap();
     assert!(table.contains("| wasmtime |"), "{table}");
+}
+
+/// wasi-testsuite's own executor, driving `wasmbay run` through the project's adapter, reaches
+/// the same verdict as wasmbay's runner on every WASI 0.3 case.
+#[test]
+fn the_suites_own_executor_agrees_with_the_runner() {
+    let home = tempfile::tempdir().unwrap();
+    let shared = common::shared_testsuite();
+    let suite = shared.join("rust/testsuite/wasm32-wasip3");
+    let runner = shared.join("../runner");
+    let ours = home.path().join("ours.json");
+    let output = wasmbay(home.path())
+        .current_dir(repo_root())
+        .args([
+            "conformance",
+            "--engine",
+            "wasmtime",
+            "--frontend",
+            "direct",
+            "--json",
+        ])
+        .arg(&ours)
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let theirs = home.path().join("theirs.json");
+    let executor = std::process::Command::new("python3")
+        .arg(runner.join("run-suites"))
+        .arg("--runtime-adapter")
+        .arg(repo_root().join("conformance/adapters/wasmbay.py"))
+        .arg("--expectations")
+        .arg(runner.join("expectations/wasmtime/linux.toml"))
+        .arg("--expectations")
+        .arg(repo_root().join("conformance/adapters/wasmtime-48.toml"))
+        .arg("--json-output-location")
+        .arg(&theirs)
+        .arg(&suite)
+        .env("WASMBAY", env!("CARGO_BIN_EXE_wasmbay"))
+        .env("WASMBAY_CACHE_DIR", home.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        executor.status.success(),
+        "the suite's executor failed:\n{}{}",
+        String::from_utf8_lossy(&executor.stdout),
+        String::from_utf8_lossy(&executor.stderr)
+    );
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let ours = read(&ours);
+    let theirs = read(&theirs);
+    let mut verdicts = std::collections::BTreeMap::new();
+    for result in ours["results"].as_array().unwrap() {
+        let name = result["id"].as_str().unwrap().rsplit('/').next().unwrap();
+        verdicts.insert(
+            name.to_string(),
+            (
+                result["status"].as_str().unwrap().to_string(),
+                String::new(),
+            ),
+        );
+    }
+    let tests = theirs["results"][0]["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), verdicts.len(), "both ran the whole suite");
+    for test in tests {
+        let name = test["name"].as_str().unwrap();
+        let entry = verdicts
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("{name}: not run by wasmbay's runner"));
+        entry.1 = test["outcome"].as_str().unwrap().to_string();
+    }
+    let disagreements: Vec<_> = verdicts
+        .iter()
+        .filter(|(_, (ours, theirs))| ours != theirs)
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "ours vs the suite's executor: {disagreements:?}"
+    );
+    assert!(
+        verdicts.values().filter(|(v, _)| v == "pass").count() >= 28,
+        "{verdicts:?}"
+    );
 }
 
 #[test]

@@ -13,7 +13,11 @@ use std::time::Duration;
 use wasmbay_testkit::{ContainerdConfig, PrivateContainerd};
 
 use crate::oci_runtime::write_bundle;
-use crate::suite::{run_process_with_timeout, Frontend, Invocation, Observed};
+use crate::operations::signal_name;
+use crate::suite::{
+    end_child, net_namespace_of, run_checked, run_process_with_timeout, spawn_piped, Frontend,
+    Invocation, Observed, Workload,
+};
 
 pub struct ContainerdFrontend {
     containerd: PrivateContainerd,
@@ -75,6 +79,44 @@ impl Frontend for ContainerdFrontend {
     }
 
     fn run(&self, inv: &Invocation<'_>) -> Result<Observed, String> {
+        let (id, run) = self.prepare_run(inv)?;
+        // A case's timeout counts from its guest's start. A kill that came while `ctr run` was
+        // still creating the task would end it before its start (ctr then exits 1 with no
+        // output, as seen in a slow guest with containerd 1.6): until the task runs, the kill
+        // is put off and retried.
+        let kill = || {
+            self.task_running(&id)
+                && self
+                    .containerd
+                    .ctr()
+                    .args(["tasks", "kill", "--signal", "SIGKILL", &id])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        };
+        let observed = run_process_with_timeout(
+            run,
+            &inv.stdin,
+            Some((inv.timeout, &kill)),
+            inv.timeout + Duration::from_secs(30),
+        );
+        self.remove(&id);
+        observed
+    }
+
+    fn spawn<'f>(&'f self, inv: &Invocation<'_>) -> Result<Box<dyn Workload + 'f>, String> {
+        let (id, run) = self.prepare_run(inv)?;
+        let child = spawn_piped(run)?;
+        Ok(Box::new(TaskWorkload {
+            frontend: self,
+            id,
+            child,
+        }))
+    }
+}
+
+impl ContainerdFrontend {
+    /// Writes the case's bundle and returns a fresh container id and its `ctr run` command.
+    fn prepare_run(&self, inv: &Invocation<'_>) -> Result<(String, std::process::Command), String> {
         let bundle = inv.scratch.join("bundle");
         write_bundle(inv, &bundle)?;
         // With `--config`, ctr takes the rootfs from the spec: it must be absolute.
@@ -96,37 +138,73 @@ impl Frontend for ContainerdFrontend {
             .arg("--config")
             .arg(&config_path)
             .arg(&id);
-        // A case's timeout counts from its guest's start. A kill that came while `ctr run` was
-        // still creating the task would end it before its start (ctr then exits 1 with no
-        // output, as seen in a slow guest with containerd 1.6): until the task runs, the kill
-        // is put off and retried.
-        let kill = || {
-            self.task_running(&id)
-                && self
-                    .containerd
-                    .ctr()
-                    .args(["tasks", "kill", "--signal", "SIGKILL", &id])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-        };
-        let observed = run_process_with_timeout(
-            run,
-            &inv.stdin,
-            Some((inv.timeout, &kill)),
-            inv.timeout + Duration::from_secs(30),
-        );
-        // `--rm` removes the container; after a failure, make sure.
+        Ok((id, run))
+    }
+
+    /// `--rm` removes the container; after a failure, make sure.
+    fn remove(&self, id: &str) {
         let _ = self
             .containerd
             .ctr()
-            .args(["tasks", "delete", "--force", &id])
+            .args(["tasks", "delete", "--force", id])
             .output();
         let _ = self
             .containerd
             .ctr()
-            .args(["containers", "delete", &id])
+            .args(["containers", "delete", id])
             .output();
-        observed
+    }
+
+    /// The task's pid from `ctr tasks ls`.
+    fn task_pid(&self, id: &str) -> Option<u32> {
+        let output = self.containerd.ctr().args(["tasks", "ls"]).output().ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(id))
+                    .then(|| fields.next().and_then(|p| p.parse().ok()))
+                    .flatten()
+            })
+    }
+}
+
+/// A task under `ctr run`: signalled with `ctr tasks kill`, reached in its own network
+/// namespace, removed when dropped.
+struct TaskWorkload<'f> {
+    frontend: &'f ContainerdFrontend,
+    id: String,
+    child: std::process::Child,
+}
+
+impl Workload for TaskWorkload<'_> {
+    fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), String> {
+        let mut kill = self.frontend.containerd.ctr();
+        kill.args(["tasks", "kill", "--signal", &signal_name(signal), &self.id]);
+        run_checked(kill, "ctr tasks kill").map(drop)
+    }
+
+    fn net_namespace(&self) -> Result<Option<PathBuf>, String> {
+        let pid = self
+            .frontend
+            .task_pid(&self.id)
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| format!("task {} is not listed with a pid", self.id))?;
+        Ok(Some(net_namespace_of(pid.into())))
+    }
+}
+
+impl Drop for TaskWorkload<'_> {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.signal(libc::SIGKILL);
+        }
+        end_child(&mut self.child, Duration::from_secs(10));
+        self.frontend.remove(&self.id);
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::suite::{run_process, Frontend, Invocation, Observed};
+use crate::suite::{end_child, run_process, spawn_piped, Frontend, Invocation, Observed, Workload};
 
 pub struct DirectFrontend {
     /// The `wasmbay` binary to run.
@@ -19,6 +19,53 @@ impl Frontend for DirectFrontend {
     }
 
     fn run(&self, inv: &Invocation<'_>) -> Result<Observed, String> {
+        run_process(
+            self.command(inv),
+            &inv.stdin,
+            inv.timeout + Duration::from_secs(10),
+        )
+    }
+
+    fn spawn<'f>(&'f self, inv: &Invocation<'_>) -> Result<Box<dyn Workload + 'f>, String> {
+        Ok(Box::new(DirectWorkload {
+            child: spawn_piped(self.command(inv))?,
+        }))
+    }
+}
+
+/// `wasmbay run`, signalled as a user's shell would, in the runner's own network namespace.
+struct DirectWorkload {
+    child: std::process::Child,
+}
+
+impl Workload for DirectWorkload {
+    fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), String> {
+        let pid = libc::pid_t::try_from(self.child.id()).map_err(|e| e.to_string())?;
+        // SAFETY: kill(2) on our own child, which is not reaped while this workload lives.
+        if unsafe { libc::kill(pid, signal) } == 0 {
+            Ok(())
+        } else {
+            Err(format!("kill {pid}: {}", std::io::Error::last_os_error()))
+        }
+    }
+
+    fn net_namespace(&self) -> Result<Option<PathBuf>, String> {
+        Ok(None)
+    }
+}
+
+impl Drop for DirectWorkload {
+    fn drop(&mut self) {
+        end_child(&mut self.child, Duration::ZERO);
+    }
+}
+
+impl DirectFrontend {
+    fn command(&self, inv: &Invocation<'_>) -> Command {
         let spec = &inv.case.spec;
         let mut cmd = Command::new(&self.wasmbay);
         cmd.arg("run").arg("--engine").arg(&self.engine);
@@ -29,6 +76,9 @@ impl Frontend for DirectFrontend {
             .arg(inv.timeout.as_millis().to_string());
         if let Some(limit) = spec.memory_limit {
             cmd.arg("--memory-limit").arg(limit.to_string());
+        }
+        if inv.case.needs_network() {
+            cmd.arg("--inherit-network");
         }
         if let Some(root) = &inv.root {
             cmd.arg("--dir").arg(format!("{}::/", root.display()));
@@ -48,6 +98,6 @@ impl Frontend for DirectFrontend {
                 cmd.env(key, value);
             }
         }
-        run_process(cmd, &inv.stdin, inv.timeout + Duration::from_secs(10))
+        cmd
     }
 }

@@ -14,6 +14,7 @@ pub mod expectations;
 pub mod fixture;
 pub mod matrix;
 pub mod oci_runtime;
+pub mod operations;
 pub mod report;
 pub mod suite;
 
@@ -25,4 +26,4 @@ pub use expectations::Expectations;
 pub use matrix::Matrix;
 pub use oci_runtime::OciRuntimeFrontend;
 pub use report::{CaseResult, Report};
-pub use suite::{discover, run_cases, Frontend, Invocation, Observed, Pace};
+pub use suite::{discover, run_cases, Frontend, Invocation, Observed, Pace, Workload};

@@ -16,7 +16,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::suite::{run_process_with_timeout, Frontend, Invocation, Observed};
+use crate::operations::signal_name;
+use crate::suite::{
+    end_child, net_namespace_of, run_checked, run_process_with_timeout, spawn_piped, Frontend,
+    Invocation, Observed, Workload,
+};
 
 pub struct OciRuntimeFrontend {
     /// The `wasmbay-runtime` binary.
@@ -130,15 +134,7 @@ impl Frontend for OciRuntimeFrontend {
     }
 
     fn run(&self, inv: &Invocation<'_>) -> Result<Observed, String> {
-        let bundle = inv.scratch.join("bundle");
-        write_bundle(inv, &bundle)?;
-        let id = format!(
-            "wbc-{}-{}",
-            std::process::id(),
-            NEXT_ID.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut run = self.command();
-        run.arg("run").arg("--bundle").arg(&bundle).arg(&id);
+        let (id, run) = self.prepare_run(inv)?;
         // The timeout counts from the guest's start: a kill while `run` is still creating the
         // container would end it before it ran, so it waits until the state says running.
         let kill = || {
@@ -161,6 +157,78 @@ impl Frontend for OciRuntimeFrontend {
         // `run` deletes the container when it ends; this only matters after a failure.
         let _ = self.command().args(["delete", "--force", &id]).output();
         observed
+    }
+
+    fn spawn<'f>(&'f self, inv: &Invocation<'_>) -> Result<Box<dyn Workload + 'f>, String> {
+        let (id, run) = self.prepare_run(inv)?;
+        let child = spawn_piped(run)?;
+        Ok(Box::new(RuntimeWorkload {
+            frontend: self,
+            id,
+            child,
+        }))
+    }
+}
+
+impl OciRuntimeFrontend {
+    /// Writes the case's bundle and returns a fresh container id and its `run` command.
+    fn prepare_run(&self, inv: &Invocation<'_>) -> Result<(String, Command), String> {
+        let bundle = inv.scratch.join("bundle");
+        write_bundle(inv, &bundle)?;
+        let id = format!(
+            "wbc-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut run = self.command();
+        run.arg("run").arg("--bundle").arg(&bundle).arg(&id);
+        Ok((id, run))
+    }
+}
+
+/// A container under `wasmbay-runtime run`: signalled with `wasmbay-runtime kill`, reached in
+/// its own network namespace, deleted when dropped.
+struct RuntimeWorkload<'f> {
+    frontend: &'f OciRuntimeFrontend,
+    id: String,
+    child: std::process::Child,
+}
+
+impl Workload for RuntimeWorkload<'_> {
+    fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), String> {
+        let mut kill = self.frontend.command();
+        kill.args(["kill", &self.id, &signal_name(signal)]);
+        run_checked(kill, "wasmbay-runtime kill").map(drop)
+    }
+
+    fn net_namespace(&self) -> Result<Option<PathBuf>, String> {
+        let mut state = self.frontend.command();
+        state.args(["state", &self.id]);
+        let state = run_checked(state, "wasmbay-runtime state")?;
+        let pid = serde_json::from_slice::<serde_json::Value>(&state)
+            .ok()
+            .and_then(|s| s.get("pid").and_then(|p| p.as_u64()))
+            .filter(|pid| *pid > 0)
+            .ok_or_else(|| format!("no pid in the state of container {}", self.id))?;
+        Ok(Some(net_namespace_of(pid)))
+    }
+}
+
+impl Drop for RuntimeWorkload<'_> {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.signal(libc::SIGKILL);
+        }
+        end_child(&mut self.child, Duration::ZERO);
+        let _ = self
+            .frontend
+            .command()
+            .args(["delete", "--force", &self.id])
+            .output();
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::case::{Case, CaseError};
 use crate::compare::{judge, Verdict};
 use crate::fixture::copy_fixture;
+use crate::operations::run_operations;
 use crate::report::{CaseResult, Outcome};
 
 /// What a frontend must run for one case.
@@ -35,7 +36,67 @@ pub struct Observed {
 /// A way to run a case: the direct CLI, an OCI runtime, containerd…
 pub trait Frontend: Sync {
     fn name(&self) -> &str;
+    /// Runs a case to its end with its whole stdin, capturing its output.
     fn run(&self, invocation: &Invocation<'_>) -> Result<Observed, String>;
+    /// Starts a case and leaves it running, its standard streams piped to the runner, for an
+    /// operation-based case (operations.rs) to talk to.
+    fn spawn<'f>(&'f self, invocation: &Invocation<'_>) -> Result<Box<dyn Workload + 'f>, String>;
+}
+
+/// A workload a frontend started and the runner is talking to. Dropping it removes whatever
+/// the frontend made for it (the container, its state).
+pub trait Workload {
+    /// The process the runner started (`wasmbay run`, `wasmbay-runtime run`, `ctr run`), with
+    /// its standard streams still to be taken.
+    fn child(&mut self) -> &mut std::process::Child;
+    /// Sends `signal` to the guest, the way a user of this frontend would.
+    fn signal(&self, signal: i32) -> Result<(), String>;
+    /// The network namespace the guest runs in, when it is not the runner's own.
+    fn net_namespace(&self) -> Result<Option<PathBuf>, String>;
+}
+
+/// Runs a runtime's control command (`kill`, `state`…) named `what` in messages; its stdout when
+/// it succeeds, its stderr as the error when it does not.
+pub fn run_checked(mut command: Command, what: &str) -> Result<Vec<u8>, String> {
+    let output = command.output().map_err(|e| format!("{what}: {e}"))?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The network namespace of process `pid`.
+pub fn net_namespace_of(pid: u64) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
+}
+
+/// Ends a workload's process: waits up to `grace` for it (after its runtime was asked to stop
+/// the guest), then kills it. Always reaps it, so nothing is left behind.
+pub fn end_child(child: &mut std::process::Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while let Ok(None) = child.try_wait() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts `command` with its three standard streams piped.
+pub fn spawn_piped(mut command: Command) -> Result<std::process::Child, String> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
 }
 
 /// Lists the cases in `dir`: every `.wasm`/`.wat` file, with its `.json` spec when present.
@@ -132,6 +193,9 @@ fn run_one(frontend: &dyn Frontend, case: &Case, timeout_scale: f64) -> CaseResu
             stdin: case.spec.stdin.clone().unwrap_or_default().into_bytes(),
             timeout: Duration::from_millis(case.timeout_ms()).mul_f64(timeout_scale.max(1.0)),
         };
+        if let Some(operations) = &case.spec.operations {
+            return run_operations(frontend, &invocation, operations);
+        }
         let observed = frontend.run(&invocation)?;
         Ok::<_, String>(match judge(&case.spec, &observed) {
             Verdict::Pass => Outcome::Pass,
