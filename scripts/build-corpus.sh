@@ -4,6 +4,7 @@
 #
 #   conformance/programs/p1  -> wasm32-wasip1 core modules
 #   conformance/programs/p2  -> wasm32-wasip2 components
+#   conformance/programs/http -> http_handler.wasm, a wasi:http handler (served, not run)
 #
 # WAT cases (conformance/corpus/*.wat) are checked in and need no build.
 # Idempotent: rerunning rebuilds only what changed and recopies the outputs.
@@ -42,16 +43,22 @@ copy_bins() { # crate-dir target -> prints the number of files copied
 
 build conformance-p1 wasm32-wasip1
 build conformance-p2 wasm32-wasip2
+build http-handler wasm32-wasip2
 # corpus/*.wasm are all build products (gitignored): drop any whose source is gone.
 for wasm in "$corpus"/*.wasm; do
     [ -e "$wasm" ] || continue
     name="$(basename "$wasm" .wasm)"
+    [ "$name" = http_handler ] && continue
     if [ ! -e "$programs/p1/src/bin/$name.rs" ] && [ ! -e "$programs/p2/src/bin/$name.rs" ]; then
         rm -f "$wasm"
     fi
 done
 n1="$(copy_bins p1 wasm32-wasip1)"
 n2="$(copy_bins p2 wasm32-wasip2)"
+if ! cmp -s "$target_dir/wasm32-wasip2/release/http_handler.wasm" "$corpus/http_handler.wasm"; then
+    cp -f "$target_dir/wasm32-wasip2/release/http_handler.wasm" "$corpus/.http_handler.wasm.tmp"
+    mv -f "$corpus/.http_handler.wasm.tmp" "$corpus/http_handler.wasm"
+fi
 
 cases="$(find "$corpus" -maxdepth 1 -name '*.json' | wc -l)"
 wats="$(find "$corpus" -maxdepth 1 -name '*.wat' | wc -l)"

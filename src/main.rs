@@ -21,8 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a wasm module or component (WASI preview 1 or 2).
+    /// Run a wasm module or component (WASI preview 1, 0.2 or 0.3).
     Run(cmd::run::RunArgs),
+    /// Serve an HTTP handler component (wasi:http, WASI 0.2 or 0.3), an instance per request.
+    Serve(cmd::serve::ServeArgs),
     /// Run conformance cases (wasi-testsuite JSON format) through a frontend.
     Conformance(cmd::conformance::ConformanceArgs),
     /// Inspect or clear the precompiled-module cache.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => cmd::run::main(args),
+        Command::Serve(args) => cmd::serve::main(args),
         Command::Conformance(args) => cmd::conformance::main(args),
         Command::Cache(args) => cmd::cache::main(args),
         Command::Bench(args) => cmd::bench::main(args),

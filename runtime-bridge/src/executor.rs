@@ -153,13 +153,17 @@ impl Executor for WasmExecutor {
             Decision::Refuse(why) => Err(ExecutorError::Other(why)),
             Decision::Wasm => {
                 let WorkloadSpec {
-                    entrypoint, config, ..
+                    entrypoint,
+                    config,
+                    serve,
+                    ..
                 } = target.workload;
                 run_guest(
                     &self.engine,
                     &target.path,
                     &entrypoint,
                     config,
+                    &serve,
                     self.prepared.as_ref(),
                 )
             }

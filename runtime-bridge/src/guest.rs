@@ -8,7 +8,9 @@ use wasmbay_shim_core::engine::error_codes;
 use wasmbay_shim_core::entrypoint::Entrypoint;
 use wasmbay_shim_core::runner::ModuleLoader;
 use wasmbay_shim_core::signals::stop_on_signals;
-use wasmbay_shim_core::{CompiledModule, ExitStatus, StopHandle, StopMode, WasiConfig};
+use wasmbay_shim_core::{
+    CompiledModule, ExitStatus, ServeSettings, StopHandle, StopMode, WasiConfig,
+};
 
 use crate::prepare::{FileIdentity, ModuleSource, PreparedArtifact, PreparedCode};
 
@@ -138,17 +140,19 @@ fn close_range(first: u32, last: u32) {
     }
 }
 
-/// Runs the module at `module_path` (a path inside the container) and exits with its status.
-/// Every way the run can end, a panic included, ends the whole process.
+/// Runs the module at `module_path` (a path inside the container) and exits with its status;
+/// an HTTP handler is served per `serve` instead, until stopped. Every way the run can end, a
+/// panic included, ends the whole process.
 pub fn run_guest(
     engine_name: &str,
     module_path: &Path,
     entry: &Entrypoint,
     config: WasiConfig,
+    serve: &ServeSettings,
     prepared: Option<&PreparedArtifact>,
 ) -> ! {
     let run = std::panic::AssertUnwindSafe(|| {
-        run_to_status(engine_name, module_path, entry, config, prepared)
+        run_to_status(engine_name, module_path, entry, config, serve, prepared)
     });
     match std::panic::catch_unwind(run) {
         Ok(code) => end_process(code),
@@ -164,6 +168,7 @@ fn run_to_status(
     module_path: &Path,
     entry: &Entrypoint,
     config: WasiConfig,
+    serve: &ServeSettings,
     prepared: Option<&PreparedArtifact>,
 ) -> i32 {
     use std::os::fd::AsRawFd;
@@ -195,6 +200,9 @@ fn run_to_status(
     };
     let module = load(engine.as_ref(), module_path, prepared);
     drop(load_span);
+    if module.serves_http() {
+        return serve_guest(module.as_ref(), module_path, config, serve, &stop);
+    }
     let run_span = tracing::info_span!("guest.run").entered();
     let status = module.run(config, entry.func.as_deref(), &stop);
     drop(run_span);
@@ -205,6 +213,41 @@ fn run_to_status(
             }
             status.code()
         }
+        Err(e) => {
+            eprintln!("wasmbay: {}: {e}", module_path.display());
+            e.exit_code()
+        }
+    }
+}
+
+/// Serves an HTTP handler in the container's network namespace (the pod's) until stopped: the
+/// first stop signal drains, a second ends the process (see `stop_on_signals`).
+fn serve_guest(
+    module: &dyn CompiledModule,
+    module_path: &Path,
+    mut config: WasiConfig,
+    serve: &ServeSettings,
+    stop: &StopHandle,
+) -> i32 {
+    stop.drain_on_signal();
+    let listener = match std::net::TcpListener::bind(serve.listen) {
+        Ok(listener) => listener,
+        Err(e) => die(
+            error_codes::RUNTIME,
+            &format!(
+                "annotation `{}`: cannot listen on {}: {e}",
+                wasmbay_shim_core::serve::LISTEN_ANNOTATION,
+                serve.listen
+            ),
+        ),
+    };
+    let local = listener.local_addr().unwrap_or(serve.listen);
+    // Requests have no standard input; their output goes to the container's log.
+    config.stdin = wasmbay_shim_core::Stdio::Null;
+    eprintln!("wasmbay: serving http://{local}/");
+    let _span = tracing::info_span!("guest.serve").entered();
+    match module.serve(config, listener, &serve.limits, stop) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("wasmbay: {}: {e}", module_path.display());
             e.exit_code()

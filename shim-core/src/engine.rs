@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::exit::ExitStatus;
+use crate::serve::ServeLimits;
 use crate::stop::StopHandle;
 use crate::wasi::WasiConfig;
 
@@ -52,6 +53,12 @@ pub enum EngineError {
     /// neither world. The text says which.
     #[error("component is not a wasi:cli command: {0}")]
     NotACommand(String),
+    /// Asked to serve a module that exports no `wasi:http` handler. The text says what it is.
+    #[error("component is not a wasi:http handler: {0}")]
+    NotAnHttpHandler(String),
+    /// The server itself failed (the listener broke, the runtime could not start).
+    #[error("cannot serve: {0}")]
+    Serve(String),
     #[error("precompiled artifact {path} is unusable: {reason}")]
     BadArtifact { path: PathBuf, reason: String },
     #[error("cannot set up WASI: {0}")]
@@ -93,7 +100,9 @@ impl EngineError {
             }
             EngineError::MissingExport { name } if name == "_start" => error_codes::MISSING_START,
             // Like a core module without `_start`: nothing to run.
-            EngineError::NotACommand(_) => error_codes::MISSING_START,
+            EngineError::NotACommand(_) | EngineError::NotAnHttpHandler(_) => {
+                error_codes::MISSING_START
+            }
             EngineError::MissingExport { .. } => error_codes::UNKNOWN_FUNC,
             EngineError::Unsupported { .. } => error_codes::UNSUPPORTED,
             _ => error_codes::RUNTIME,
@@ -160,4 +169,29 @@ pub trait CompiledModule: Send + Sync {
         entry: Option<&str>,
         stop: &StopHandle,
     ) -> Result<ExitStatus, EngineError>;
+
+    /// Whether the module is an HTTP handler (`wasi:http/incoming-handler` of 0.2, the 0.3
+    /// `wasi:http/handler`): such a module is served with [`CompiledModule::serve`], and
+    /// [`CompiledModule::run`] refuses it.
+    fn serves_http(&self) -> bool {
+        false
+    }
+
+    /// Serves HTTP on `listener` (already bound, in the network the guest should have) until
+    /// `stop` is triggered: each request gets a fresh instance configured from `config`, within
+    /// `limits`. After a stop the listener is closed and requests in flight finish; the call
+    /// returns once they have. Frontends end the process at once on a second stop signal.
+    fn serve(
+        &self,
+        config: WasiConfig,
+        listener: std::net::TcpListener,
+        limits: &ServeLimits,
+        stop: &StopHandle,
+    ) -> Result<(), EngineError> {
+        let _ = (config, listener, limits, stop);
+        Err(EngineError::NotAnHttpHandler(format!(
+            "a {} module is run, not served",
+            self.kind().as_str()
+        )))
+    }
 }

@@ -9,7 +9,8 @@
 //! - the on-disk cache of precompiled modules ([`cache`]),
 //! - the life of an init or exec as a state machine the shim obeys ([`lifecycle`]),
 //! - the exit-code conventions ([`exit`]),
-//! - the names containerd and Kubernetes know the shims by ([`names`]).
+//! - the names containerd and Kubernetes know the shims by ([`names`]),
+//! - where an HTTP handler listens and what one request may use ([`serve`]).
 //!
 //! It must not depend on containerd, youki or any engine: frontends and engines depend on it,
 //! never the other way round. Everything here is plain Rust that can be unit-tested without root.
@@ -23,6 +24,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod oci;
 pub mod runner;
+pub mod serve;
 pub mod signals;
 pub mod stop;
 pub mod trace;
@@ -30,6 +32,7 @@ pub mod wasi;
 
 pub use engine::{CompiledModule, Engine, EngineError, ModuleKind};
 pub use exit::ExitStatus;
+pub use serve::{ServeLimits, ServeSettings};
 pub use stop::{StopHandle, StopMode};
 pub use wasi::{Preopen, Stdio, WasiConfig};
 

@@ -6,7 +6,9 @@
 //! - `process.cwd` → the guest working directory,
 //! - `root` → the guest's `/`, read-only when `root.readonly`,
 //! - bind mounts → extra preopened directories at their destination, read-only with `ro`,
-//! - `linux.resources.memory.limit` → the memory limit of the instance.
+//! - `linux.resources.memory.limit` → the memory limit of the instance,
+//! - the `wasmbay.http.*` annotations → where and how an HTTP handler is served
+//!   ([`crate::serve`]).
 //!
 //! Whether host paths are the spec's own or already re-rooted depends on where the frontend
 //! runs, which [`RootView`] says.
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::Spec;
 
 use crate::entrypoint::Entrypoint;
+use crate::serve::{BadServeAnnotation, ServeSettings};
 use crate::wasi::{Preopen, WasiConfig};
 
 /// Where the caller sees the container's files.
@@ -41,6 +44,8 @@ pub const MEMORY_LIMIT_ANNOTATION: &str = "wasmbay.memory.limit";
 pub enum SpecError {
     #[error("config.json: annotation `{key}`: {value:?} is not a number of bytes")]
     BadAnnotation { key: &'static str, value: String },
+    #[error(transparent)]
+    BadServeAnnotation(#[from] BadServeAnnotation),
     #[error("config.json: `process` is missing")]
     NoProcess,
     #[error("config.json: `process.args` is empty")]
@@ -93,6 +98,8 @@ pub struct WorkloadSpec {
     pub config: WasiConfig,
     /// Host path of the guest's `/`.
     pub rootfs: PathBuf,
+    /// Where and within what limits the module is served, should it be an HTTP handler.
+    pub serve: ServeSettings,
 }
 
 impl WorkloadSpec {
@@ -260,6 +267,7 @@ pub fn workload_from_spec(spec: &Spec, view: &RootView) -> Result<WorkloadSpec, 
             ..WasiConfig::default()
         },
         rootfs,
+        serve: ServeSettings::from_annotations(annotations)?,
     })
 }
 

@@ -20,14 +20,34 @@ pub const STOP_SIGNALS: [i32; 4] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT];
 /// sleeping) only when the call returns, so the process does not wait for it.
 pub const STOP_GRACE: Duration = Duration::from_millis(50);
 
-/// Starts a thread that stops `stop` on the first of [`STOP_SIGNALS`].
+/// Starts a thread that stops `stop` on the first of [`STOP_SIGNALS`] and ends the process.
+///
+/// A server ([`StopHandle::drain_on_signal`], which may be set after this call, once the
+/// module is known to serve) drains instead: the first signal only stops `stop`, the server
+/// closes its listener and finishes the requests in flight, and a second signal ends the
+/// process at once with 128+signal.
 pub fn stop_on_signals(stop: &StopHandle) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS)?;
     let stop = stop.clone();
     std::thread::Builder::new()
         .name("stop-signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if stop.drains() && stop.requested().is_none() {
+                    tracing::info!(
+                        signal,
+                        "draining: no new requests, finishing those in flight"
+                    );
+                    stop.stop(signal);
+                    continue;
+                }
+                if stop.drains() {
+                    // The server was told once; this is the "stop now".
+                    let _ = std::io::stdout().flush();
+                    let _ = std::io::stderr().flush();
+                    // SAFETY: as in `stop_with_grace`: `_exit` only ends the process.
+                    unsafe { libc::_exit(128 + signal) }
+                }
                 stop_with_grace(&stop, signal);
             }
         })?;

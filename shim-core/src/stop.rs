@@ -31,6 +31,8 @@ struct Inner {
     /// 0 while running; otherwise the signal number that asked the program to stop.
     signal: AtomicI32,
     waker: Mutex<Option<Waker>>,
+    /// Set for a server: the first stop signal drains it instead of ending the process.
+    drains: std::sync::atomic::AtomicBool,
 }
 
 /// A cloneable handle that asks one run of a program to stop. A stop requested before the run
@@ -59,6 +61,17 @@ impl StopHandle {
     }
 
     /// The signal of the first stop request, if any.
+    /// Marks the workload as a server: from now on the first stop signal only triggers this
+    /// handle (the server drains) and a second one ends the process ([`crate::signals`]).
+    pub fn drain_on_signal(&self) {
+        self.inner.drains.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`StopHandle::drain_on_signal`] was called.
+    pub fn drains(&self) -> bool {
+        self.inner.drains.load(Ordering::SeqCst)
+    }
+
     pub fn requested(&self) -> Option<i32> {
         match self.inner.signal.load(Ordering::SeqCst) {
             0 => None,

@@ -15,3 +15,4 @@ pub mod elf_check;
 pub mod image;
 pub mod image_push;
 pub mod run;
+pub mod serve;

@@ -49,7 +49,7 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
-fn parse_dir(spec: &str) -> Result<Preopen> {
+pub(crate) fn parse_dir(spec: &str) -> Result<Preopen> {
     let (host, guest) = match spec.split_once("::") {
         Some((host, guest)) => (host, guest),
         None => (spec, spec),
@@ -145,7 +145,7 @@ pub fn main(args: RunArgs) -> Result<i32> {
     }
 }
 
-fn flush_stdio() {
+pub(crate) fn flush_stdio() {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
 }

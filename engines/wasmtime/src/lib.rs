@@ -11,6 +11,7 @@ mod outcome;
 mod run_component;
 mod run_core;
 mod run_p3;
+mod serve;
 mod settings;
 mod world;
 
@@ -27,8 +28,13 @@ pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
 
 /// wasmtime with one configuration; cheap to share between threads.
 pub struct WasmtimeEngine {
+    /// Core modules: epoch checks in their code only when the frontend stops guests in place.
     engine: wasmtime::Engine,
     stop_mode: StopMode,
+    /// Components: always with epoch checks. An HTTP handler's requests are bounded in time
+    /// by them, and whether a component serves is known only once it is loaded, after the
+    /// frontend chose how to stop. With [`StopMode::InGuest`] this is `engine` itself.
+    components: wasmtime::Engine,
     core_linker: Arc<wasmtime::Linker<run_core::CoreState>>,
     component_linker: Arc<wasmtime::component::Linker<run_component::ComponentState>>,
     /// Made on the first WASI 0.3 component: most processes never see one, and a container's
@@ -40,14 +46,24 @@ pub struct WasmtimeEngine {
 impl WasmtimeEngine {
     pub fn new(settings: &Settings) -> Result<Self, EngineError> {
         let engine = settings.build_engine()?;
+        let components = match settings.stop_mode {
+            StopMode::InGuest => engine.clone(),
+            StopMode::ExitProcess => Settings {
+                stop_mode: StopMode::InGuest,
+                ..settings.clone()
+            }
+            .build_engine()?,
+        };
         let core_linker = run_core::linker(&engine)?;
-        let component_linker = run_component::linker(&engine)?;
+        let component_linker = run_component::linker(&components)?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        components.precompile_compatibility_hash().hash(&mut hasher);
         let fingerprint = format!("{}-{:016x}", std::env::consts::ARCH, hasher.finish());
         Ok(WasmtimeEngine {
             engine,
             stop_mode: settings.stop_mode,
+            components,
             core_linker: Arc::new(core_linker),
             component_linker: Arc::new(component_linker),
             p3_linker: OnceLock::new(),
@@ -73,49 +89,57 @@ impl WasmtimeEngine {
         component: wasmtime::component::Component,
     ) -> Result<Arc<dyn CompiledModule>, EngineError> {
         let shape = world::ComponentShape::of(&component);
-        match &shape.world {
-            world::World::Command => {}
-            world::World::HttpHandler(export) => {
-                return Err(EngineError::NotACommand(format!(
-                    "it exports {export}, an HTTP handler, which is served, not run \
-                     (`wasmbay serve`)"
-                )))
-            }
-            world::World::Unknown => {
-                return Err(EngineError::NotACommand(
-                    "it exports neither wasi:cli/run nor a wasi:http handler".to_string(),
-                ))
-            }
-        }
         let instantiate = |e: wasmtime::Error| EngineError::Instantiate(format!("{e:#}"));
-        match shape.release {
-            world::WasiRelease::P2 => {
+        match (&shape.world, shape.release) {
+            (world::World::Unknown, _) => Err(EngineError::NotACommand(
+                "it exports neither wasi:cli/run nor a wasi:http handler".to_string(),
+            )),
+            (world::World::HttpHandler(export), _) => {
+                // Handlers of either release are called concurrently (serve.rs), so they link
+                // against the asynchronous host, as WASI 0.3 commands do.
+                let pre = self
+                    .p3_linker()?
+                    .instantiate_pre(&component)
+                    .map_err(instantiate)?;
+                Ok(Arc::new(serve::HttpHandlerModule::new(
+                    self.components.clone(),
+                    pre,
+                    export.clone(),
+                )?))
+            }
+            (world::World::Command, world::WasiRelease::P2) => {
                 let pre = self
                     .component_linker
                     .instantiate_pre(&component)
                     .map_err(instantiate)?;
                 Ok(Arc::new(run_component::ComponentModule::new(
-                    self.engine.clone(),
-                    self.stop_mode,
+                    self.components.clone(),
+                    StopMode::InGuest,
                     pre,
                 )?))
             }
-            world::WasiRelease::P3 => {
-                let linker = match self.p3_linker.get() {
-                    Some(linker) => linker.clone(),
-                    None => {
-                        let linker = Arc::new(run_p3::linker(&self.engine)?);
-                        self.p3_linker.get_or_init(|| linker).clone()
-                    }
-                };
-                let pre = linker.instantiate_pre(&component).map_err(instantiate)?;
+            (world::World::Command, world::WasiRelease::P3) => {
+                let pre = self
+                    .p3_linker()?
+                    .instantiate_pre(&component)
+                    .map_err(instantiate)?;
                 Ok(Arc::new(run_p3::P3CommandModule::new(
-                    self.engine.clone(),
-                    self.stop_mode,
+                    self.components.clone(),
+                    StopMode::InGuest,
                     pre,
                 )?))
             }
         }
+    }
+
+    fn p3_linker(
+        &self,
+    ) -> Result<Arc<wasmtime::component::Linker<run_component::ComponentState>>, EngineError> {
+        if let Some(linker) = self.p3_linker.get() {
+            return Ok(linker.clone());
+        }
+        let linker = Arc::new(run_p3::linker(&self.components)?);
+        Ok(self.p3_linker.get_or_init(|| linker).clone())
     }
 }
 
@@ -143,7 +167,7 @@ impl Engine for WasmtimeEngine {
                 self.wrap_core(wasmtime::Module::new(&self.engine, wasm).map_err(invalid)?)
             }
             ModuleKind::Component => self.wrap_component(
-                wasmtime::component::Component::new(&self.engine, wasm).map_err(invalid)?,
+                wasmtime::component::Component::new(&self.components, wasm).map_err(invalid)?,
             ),
         }
     }
@@ -151,7 +175,7 @@ impl Engine for WasmtimeEngine {
     fn precompile(&self, wasm: &[u8], kind: ModuleKind) -> Result<Vec<u8>, EngineError> {
         let result = match kind {
             ModuleKind::Core => self.engine.precompile_module(wasm),
-            ModuleKind::Component => self.engine.precompile_component(wasm),
+            ModuleKind::Component => self.components.precompile_component(wasm),
         };
         result.map_err(|e| EngineError::InvalidModule(format!("{e:#}")))
     }
@@ -178,7 +202,7 @@ impl Engine for WasmtimeEngine {
             ModuleKind::Component => {
                 let component =
                     // SAFETY: a cache artifact this runtime wrote, as said above.
-                    unsafe { wasmtime::component::Component::deserialize_file(&self.engine, path) }
+                    unsafe { wasmtime::component::Component::deserialize_file(&self.components, path) }
                         .map_err(bad)?;
                 self.wrap_component(component)
             }

@@ -76,7 +76,8 @@ pub(crate) fn linker(
 
 /// Builds the WASI context for `config`. Only what the config lists reaches the guest: no host
 /// environment, no directories beyond the preopens, and no network unless `config.network`.
-pub(crate) fn wasi_builder(config: WasiConfig) -> Result<WasiCtxBuilder, EngineError> {
+/// Takes the config by reference: a served handler builds one context per request from it.
+pub(crate) fn wasi_builder(config: &WasiConfig) -> Result<WasiCtxBuilder, EngineError> {
     let mut builder = WasiCtxBuilder::new();
     builder.args(&config.args).envs(&config.env);
     if !config.cwd.is_empty() {
@@ -111,31 +112,35 @@ pub(crate) fn wasi_builder(config: WasiConfig) -> Result<WasiCtxBuilder, EngineE
                 ))
             })?;
     }
-    match config.stdin {
+    let file = |file: &std::fs::File, stream: &str| {
+        file.try_clone()
+            .map_err(|e| EngineError::WasiSetup(format!("{stream}: {e}")))
+    };
+    match &config.stdin {
         Stdio::Inherit => {
             builder.inherit_stdin();
         }
         Stdio::Null => {}
-        Stdio::File(file) => {
-            builder.stdin(wasmtime_wasi::cli::InputFile::new(file));
+        Stdio::File(f) => {
+            builder.stdin(wasmtime_wasi::cli::InputFile::new(file(f, "stdin")?));
         }
     }
-    match config.stdout {
+    match &config.stdout {
         Stdio::Inherit => {
             builder.stdout(std::io::stdout());
         }
         Stdio::Null => {}
-        Stdio::File(file) => {
-            builder.stdout(wasmtime_wasi::cli::OutputFile::new(file));
+        Stdio::File(f) => {
+            builder.stdout(wasmtime_wasi::cli::OutputFile::new(file(f, "stdout")?));
         }
     }
-    match config.stderr {
+    match &config.stderr {
         Stdio::Inherit => {
             builder.stderr(std::io::stderr());
         }
         Stdio::Null => {}
-        Stdio::File(file) => {
-            builder.stderr(wasmtime_wasi::cli::OutputFile::new(file));
+        Stdio::File(f) => {
+            builder.stderr(wasmtime_wasi::cli::OutputFile::new(file(f, "stderr")?));
         }
     }
     Ok(builder)
@@ -204,7 +209,7 @@ pub(crate) fn command_store(
     }
     let memory_limit = config.memory_limit;
     let network = config.network;
-    let ctx = wasi_builder(config)?.build();
+    let ctx = wasi_builder(&config)?.build();
     let mut store = wasmtime::Store::new(
         engine,
         ComponentState::new(

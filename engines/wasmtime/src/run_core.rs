@@ -85,7 +85,7 @@ impl CompiledModule for CoreModule {
             }
         }
         let memory_limit = config.memory_limit;
-        let wasi = crate::run_component::wasi_builder(config)?.build_p1();
+        let wasi = crate::run_component::wasi_builder(&config)?.build_p1();
         let mut store = wasmtime::Store::new(
             &self.engine,
             CoreState {

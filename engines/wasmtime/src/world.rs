@@ -59,13 +59,15 @@ impl ComponentShape {
             WasiRelease::P2
         };
         let interface = |name: &str| name.split_once('@').map_or(name, |(i, _)| i).to_string();
-        let world = if exports.iter().any(|n| interface(n) == "wasi:cli/run") {
-            World::Command
-        } else if let Some(handler) = exports.iter().find(|n| {
+        // A handler wins over `wasi:cli/run`: Rust's std gives every component a `run` export
+        // (a `main` shim), so a service built with it exports both, and is meant to serve.
+        let world = if let Some(handler) = exports.iter().find(|n| {
             let i = interface(n);
             i == "wasi:http/incoming-handler" || i == "wasi:http/handler"
         }) {
             World::HttpHandler(handler.clone())
+        } else if exports.iter().any(|n| interface(n) == "wasi:cli/run") {
+            World::Command
         } else {
             World::Unknown
         };
@@ -118,6 +120,18 @@ mod tests {
                 WasiRelease::P3,
                 World::HttpHandler("wasi:http/handler@0.3.0".into())
             )
+        );
+    }
+
+    #[test]
+    fn a_handler_that_also_exports_run_is_served() {
+        let s = shape(
+            &["wasi:http/types@0.3.0"],
+            &["wasi:cli/run@0.2.0", "wasi:http/handler@0.3.0"],
+        );
+        assert_eq!(
+            s.world,
+            World::HttpHandler("wasi:http/handler@0.3.0".into())
         );
     }
 

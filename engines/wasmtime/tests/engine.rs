@@ -9,8 +9,8 @@ use wasmbay_engine_wasmtime::{Settings, WasmtimeEngine};
 use wasmbay_shim_core::cache::ModuleCache;
 use wasmbay_shim_core::runner::{ModuleLoader, Provenance};
 use wasmbay_shim_core::{
-    CompiledModule, Engine, EngineError, ExitStatus, ModuleKind, Stdio, StopHandle, StopMode,
-    WasiConfig,
+    CompiledModule, Engine, EngineError, ExitStatus, ModuleKind, ServeLimits, Stdio, StopHandle,
+    StopMode, WasiConfig,
 };
 
 const PRINT_AND_EXIT: &str = r#"(module
@@ -404,21 +404,220 @@ fn components_that_are_no_command_are_refused_naming_what_they_export() {
     );
     let err = err.to_string();
     assert!(err.contains("exports neither"), "{err}");
-    let handler = wat::parse_str(
-        r#"(component
-          (core module $m (func (export "h")))
-          (core instance $i (instantiate $m))
-          (func $h (canon lift (core func $i "h")))
-          (instance $api (export "handle" (func $h)))
-          (export "wasi:http/incoming-handler@0.2.0" (instance $api)))"#,
-    )
-    .unwrap();
-    let err = match engine.compile(&handler, ModuleKind::Component) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("an HTTP handler compiled to a command"),
-    };
+    // A real handler compiles, and running it says to serve it.
+    let handler = engine
+        .compile(&http_handler(), ModuleKind::Component)
+        .unwrap();
+    assert!(handler.serves_http());
+    let (config, _) = captured();
+    let err = handler.run(config, None, &StopHandle::new()).unwrap_err();
+    assert_eq!(err.exit_code(), 244);
+    let err = err.to_string();
     assert!(
-        err.contains("wasi:http/incoming-handler@0.2.0") && err.contains("wasmbay serve"),
+        err.contains("wasi:http/incoming-handler@0.2") && err.contains("wasmbay serve"),
         "{err}"
     );
+    // And a command is not served.
+    let command = compile(&engine);
+    assert!(!command.serves_http());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (config, _) = captured();
+    let err = command
+        .serve(
+            config,
+            listener,
+            &ServeLimits::default(),
+            &StopHandle::new(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotAnHttpHandler(_)), "{err}");
+}
+
+/// The corpus's HTTP handler (conformance/programs/http, built by scripts/build-corpus.sh).
+fn http_handler() -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/corpus/http_handler.wasm");
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (built by scripts/build-corpus.sh)", path.display()))
+}
+
+/// A running server: the module served on a loopback port from a thread, stopped by `stop`.
+struct Served {
+    address: std::net::SocketAddr,
+    stop: StopHandle,
+    thread: Option<std::thread::JoinHandle<Result<(), EngineError>>>,
+}
+
+impl Served {
+    fn start(module: Arc<dyn CompiledModule>, config: WasiConfig, limits: ServeLimits) -> Served {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = StopHandle::new();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || module.serve(config, listener, &limits, &stop))
+        };
+        Served {
+            address,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and waits for it, at most `within`.
+    fn stop(mut self, within: Duration) -> Result<(), EngineError> {
+        self.stop.stop(libc_sigterm());
+        let thread = self.thread.take().unwrap();
+        let deadline = std::time::Instant::now() + within;
+        while !thread.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not drain in {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.stop(libc_sigterm());
+    }
+}
+
+/// One HTTP/1.1 request on its own connection: the status and the body.
+fn request(address: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_handler_is_served_an_instance_per_request_and_a_trap_answers_only_its_request() {
+    let engine = engine();
+    let module = engine
+        .compile(&http_handler(), ModuleKind::Component)
+        .unwrap();
+    let config = WasiConfig {
+        env: vec![("GREETING".into(), "hi".into())],
+        stderr: Stdio::Null,
+        ..WasiConfig::default()
+    };
+    let served = Served::start(module, config, ServeLimits::default());
+    let at = served.address;
+    assert_eq!(
+        request(at, "GET", "/", ""),
+        (200, "hello from wasm\n".into())
+    );
+    assert_eq!(
+        request(at, "GET", "/env/GREETING", ""),
+        (200, "hi\n".into())
+    );
+    assert_eq!(request(at, "POST", "/echo", "ping"), (200, "ping".into()));
+    assert_eq!(request(at, "GET", "/trap", "").0, 500);
+    assert_eq!(
+        request(at, "GET", "/", "").0,
+        200,
+        "the server goes on after a trap"
+    );
+    assert_eq!(request(at, "GET", "/nowhere", "").0, 404);
+    served.stop(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn per_request_memory_and_time_limits_answer_500_and_the_next_request_succeeds() {
+    let engine = engine();
+    let module = engine
+        .compile(&http_handler(), ModuleKind::Component)
+        .unwrap();
+    let config = WasiConfig {
+        stderr: Stdio::Null,
+        ..WasiConfig::default()
+    };
+    let limits = ServeLimits {
+        request_memory: Some(32 << 20),
+        request_timeout: Duration::from_millis(500),
+        max_concurrency: 4,
+    };
+    let served = Served::start(module, config, limits);
+    let at = served.address;
+    assert_eq!(request(at, "GET", "/alloc/8", "").0, 200);
+    assert_eq!(request(at, "GET", "/alloc/64", "").0, 500, "over 32 MiB");
+    assert_eq!(
+        request(at, "GET", "/alloc/8", "").0,
+        200,
+        "a fresh instance"
+    );
+    // Guest code spinning is interrupted (epoch), a guest waiting in a host call is expired.
+    assert_eq!(request(at, "GET", "/spin", "").0, 500);
+    assert_eq!(request(at, "GET", "/sleep/5000", "").0, 500);
+    assert_eq!(request(at, "GET", "/", "").0, 200);
+    served.stop(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn a_stop_drains_the_request_in_flight_then_refuses_connections() {
+    let engine = engine();
+    let module = engine
+        .compile(&http_handler(), ModuleKind::Component)
+        .unwrap();
+    let config = WasiConfig {
+        stderr: Stdio::Null,
+        ..WasiConfig::default()
+    };
+    let served = Served::start(module, config, ServeLimits::default());
+    let at = served.address;
+    let slow = std::thread::spawn(move || request(at, "GET", "/sleep/700", ""));
+    std::thread::sleep(Duration::from_millis(200));
+    served.stop(Duration::from_secs(10)).unwrap();
+    assert_eq!(slow.join().unwrap(), (200, "slept\n".into()));
+    assert!(
+        std::net::TcpStream::connect(at).is_err(),
+        "the listener is closed once drained"
+    );
+}
+
+#[test]
+fn a_wasi_0_3_service_is_served() {
+    let engine = engine();
+    let module = engine
+        .compile(
+            &wasip3_case("http-service-echo.wasm"),
+            ModuleKind::Component,
+        )
+        .unwrap();
+    assert!(module.serves_http());
+    let config = WasiConfig {
+        stderr: Stdio::Null,
+        ..WasiConfig::default()
+    };
+    let served = Served::start(module, config, ServeLimits::default());
+    let at = served.address;
+    assert_eq!(
+        request(at, "POST", "/echo", "hello, echo"),
+        (200, "hello, echo".into())
+    );
+    assert_eq!(request(at, "GET", "/whatever", "").0, 404);
+    served.stop(Duration::from_secs(10)).unwrap();
 }
