@@ -37,6 +37,8 @@ APT_PACKAGES=(
     lintian           # checks the .deb packages (scripts/deb.sh)
     python3-requests  # wasi-testsuite's own executor, run through conformance/adapters/wasmbay.py
     python3-colorama
+    containernetworking-plugins # CNI bridge/host-local/loopback: pods with their own network (CRI tests)
+    wrk               # the load generator of `wasmbay bench http`
 )
 
 # The wasmedge engine is built only where the WasmEdge C library is installed (no Debian

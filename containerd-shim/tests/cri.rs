@@ -801,6 +801,73 @@ impl Drop for RemoveLink {
     }
 }
 
+/// Whether Debian's CNI plugins the pod networks need are installed; says why not if not.
+fn cni_plugins_present() -> bool {
+    let plugins = Path::new("/usr/lib/cni");
+    match CNI_PLUGINS.iter().find(|name| !plugins.join(name).exists()) {
+        None => true,
+        Some(missing) => {
+            eprintln!(
+                "skipped: no CNI {missing} plugin in {} (Debian's containernetworking-plugins, \
+                 which scripts/setup.sh installs)",
+                plugins.display()
+            );
+            false
+        }
+    }
+}
+
+/// Gives the CRI's pods their own network namespace: CNI's bridge plugin (an `eth0` on a
+/// bridge of the test's own, addresses from host-local in `subnet`), with no route off the
+/// node. The bridge is the node's, not the pod's: the returned guard removes it, however the
+/// test ends.
+fn pod_network(cd: &PrivateContainerd, bridge: &'static str, subnet: &str) -> RemoveLink {
+    let plugins = Path::new("/usr/lib/cni");
+    let cni = cd.dir().join("cni");
+    std::fs::create_dir_all(cni.join("bin")).unwrap();
+    std::fs::create_dir_all(cni.join("net.d")).unwrap();
+    for name in CNI_PLUGINS {
+        std::fs::copy(plugins.join(name), cni.join("bin").join(name)).unwrap();
+    }
+    let network = format!(
+        r#"{{"cniVersion": "1.0.0", "name": "{bridge}-pods", "plugins": [{{
+            "type": "bridge", "bridge": "{bridge}", "isGateway": false, "ipMasq": false,
+            "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{subnet}"}}]],
+                      "dataDir": "{}"}}}}]}}"#,
+        cni.join("ipam").display()
+    );
+    std::fs::write(cni.join("net.d/10-test-pods.conflist"), network).unwrap();
+    RemoveLink(bridge)
+}
+
+/// RunPodSandbox on the CNI network of [`pod_network`]. containerd must see the network
+/// before the pod asks for one; its configuration directory is watched, so this settles
+/// within moments.
+fn run_pod_on_cni(
+    cri: &CriClient,
+    cd: &PrivateContainerd,
+    dir: &Path,
+    sandbox_config: &api::PodSandboxConfig,
+) -> String {
+    let deadline = Instant::now() + *TIMEOUT;
+    loop {
+        match cri!(
+            cri,
+            run_pod_sandbox,
+            api::RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: HANDLER.into(),
+            }
+        ) {
+            Ok(answer) => break answer.pod_sandbox_id,
+            Err(e) if e.to_string().contains("cni") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{e}\n{}\nshim log:\n{}", cd.log_tail(), shim_log(dir)),
+        }
+    }
+}
+
 /// Where kubelet would put a `hostUsers: false` pod's ids: a 65536-wide range at a multiple
 /// of 65536, far from the node's own users.
 const POD_HOST_ID: u32 = 8 << 16;
@@ -838,14 +905,8 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
         }
     }
     // The pod network namespace is the pod's own: kubelet refuses `hostUsers: false` with
-    // host networking. CNI's bridge plugin gives it one (an `eth0` on a bridge of the test's
-    // own, addresses from host-local), with no route off the node.
-    let plugins = Path::new("/usr/lib/cni");
-    if let Some(missing) = CNI_PLUGINS.iter().find(|name| !plugins.join(name).exists()) {
-        eprintln!(
-            "skipped: no CNI {missing} plugin in {} (Debian's containernetworking-plugins)",
-            plugins.display()
-        );
+    // host networking.
+    if !cni_plugins_present() {
         return;
     }
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
@@ -854,22 +915,7 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
         cri_config(dir.path()).with_cri_runtime(CriRuntime::new(HANDLER, RUNTIME)),
     )
     .expect("start a private containerd with CRI");
-    let cni = cd.dir().join("cni");
-    std::fs::create_dir_all(cni.join("bin")).unwrap();
-    std::fs::create_dir_all(cni.join("net.d")).unwrap();
-    for name in CNI_PLUGINS {
-        std::fs::copy(plugins.join(name), cni.join("bin").join(name)).unwrap();
-    }
-    let network = format!(
-        r#"{{"cniVersion": "1.0.0", "name": "userns-pods", "plugins": [{{
-            "type": "bridge", "bridge": "{POD_BRIDGE}", "isGateway": false, "ipMasq": false,
-            "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.231.77.0/24"}}]],
-                      "dataDir": "{}"}}}}]}}"#,
-        cni.join("ipam").display()
-    );
-    std::fs::write(cni.join("net.d/10-userns-pods.conflist"), network).unwrap();
-    // The bridge is the node's, not the pod's: it goes with the test, however it ends.
-    let _bridge = RemoveLink(POD_BRIDGE);
+    let _bridge = pod_network(&cd, POD_BRIDGE, "10.231.77.0/24");
     let (spin, sleeper) = import_pod_images(&cd, dir.path(), busybox);
     let cri = CriClient::connect(cd.address()).unwrap();
     let logs = dir.path().join("pod-logs");
@@ -906,29 +952,7 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
         }),
         ..Default::default()
     };
-    // The containerd the CRI talks to must know the loopback network before the pod asks
-    // for one; its configuration directory is watched, so this settles within moments.
-    let deadline = Instant::now() + *TIMEOUT;
-    let pod = loop {
-        match cri!(
-            cri,
-            run_pod_sandbox,
-            api::RunPodSandboxRequest {
-                config: Some(sandbox_config.clone()),
-                runtime_handler: HANDLER.into(),
-            }
-        ) {
-            Ok(answer) => break answer.pod_sandbox_id,
-            Err(e) if e.to_string().contains("cni") && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!(
-                "{e}\n{}\nshim log:\n{}",
-                cd.log_tail(),
-                shim_log(dir.path())
-            ),
-        }
-    };
+    let pod = run_pod_on_cni(&cri, &cd, dir.path(), &sandbox_config);
     let linux = api::LinuxContainerConfig {
         security_context: Some(api::LinuxContainerSecurityContext {
             namespace_options: Some(namespaces),
@@ -1005,5 +1029,180 @@ fn a_pod_without_host_users_runs_wasm_and_sidecar_in_its_user_namespace() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "0", "{id:?}");
 
+    remove_pod(&cri, &pod);
+}
+
+/// The bridge of the served pod's network (see [`pod_network`]).
+const HTTP_POD_BRIDGE: &str = "wbhttp0";
+
+/// One HTTP/1.1 request from inside the network namespace `netns` (a pod's) to its loopback
+/// port 8080: the status, or the I/O error. The thread that enters the namespace is this
+/// request's own, so the test's other threads stay on the node's network.
+fn request_in(netns: &Path, path: &str) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let netns = std::fs::File::open(netns).map_err(|e| e.to_string())?;
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        // SAFETY: setns on a descriptor this thread holds open; it changes only the calling
+        // thread's network namespace, and the thread ends with this request.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
+        }
+        let mut stream =
+            std::net::TcpStream::connect("127.0.0.1:8080").map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(*TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("not an HTTP response: {response:?}"))
+    })
+    .join()
+    .map_err(|_| "the request thread panicked".to_string())?
+}
+
+/// A pod whose wasm container is a `wasi:http` handler: it serves on the pod's network
+/// (requests sent from inside the pod's namespace, on its loopback), a request over the
+/// per-request memory limit (annotation, passed by the runtime's `container_annotations`) is
+/// answered 500 and the next one 200, and StopContainer (SIGTERM) lets a slow request in
+/// flight finish before the container exits 0.
+#[test]
+fn a_served_wasm_pod_answers_on_its_network_and_drains_on_stop() {
+    if !require_root() || !cni_plugins_present() {
+        return;
+    }
+    let handler =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/corpus/http_handler.wasm");
+    let handler = std::fs::read(&handler).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (scripts/build-corpus.sh builds it)",
+            handler.display()
+        )
+    });
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static");
+    let dir = tempfile::tempdir().unwrap();
+    let cd = PrivateContainerd::start_with(cri_config(dir.path()).with_cri_runtime(
+        CriRuntime::new(HANDLER, RUNTIME).setting(
+            "container_annotations",
+            wasmbay_testkit::TomlValue::StrList(vec!["wasmbay.*".into()]),
+        ),
+    ))
+    .expect("start a private containerd with CRI");
+    let _bridge = pod_network(&cd, HTTP_POD_BRIDGE, "10.231.78.0/24");
+    import(
+        &cd,
+        dir.path(),
+        "pause",
+        "busybox",
+        busybox,
+        &["/busybox", "sleep", "1000000"],
+    );
+    let app = import(&cd, dir.path(), "web", "web.wasm", handler, &["/web.wasm"]);
+    let cri = CriClient::connect(cd.address()).unwrap();
+    let logs = dir.path().join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let sandbox_config = api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: "web-pod".into(),
+            uid: "web-pod-uid".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "web-pod".into(),
+        log_directory: logs.display().to_string(),
+        ..Default::default()
+    };
+    let pod = run_pod_on_cni(&cri, &cd, dir.path(), &sandbox_config);
+    let web = cri!(
+        cri,
+        create_container,
+        api::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(api::ContainerConfig {
+                metadata: Some(api::ContainerMetadata {
+                    name: "web".into(),
+                    attempt: 0,
+                }),
+                image: Some(api::ImageSpec {
+                    image: app,
+                    ..Default::default()
+                }),
+                log_path: "web.log".into(),
+                annotations: [(
+                    "wasmbay.http.request-memory-limit".to_string(),
+                    (64u64 << 20).to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            sandbox_config: Some(sandbox_config.clone()),
+        }
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()))
+    .container_id;
+    cri!(
+        cri,
+        start_container,
+        api::StartContainerRequest {
+            container_id: web.clone(),
+        }
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
+    wait_for_log(&logs.join("web.log"), "serving http://0.0.0.0:8080/");
+
+    let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", pid_of(&cri, &web)));
+    assert_ne!(
+        std::fs::read_link(&netns).unwrap(),
+        std::fs::read_link("/proc/self/ns/net").unwrap(),
+        "the wasm container is on the node's network, not the pod's"
+    );
+    assert_eq!(request_in(&netns, "/"), Ok(200));
+    assert_eq!(request_in(&netns, "/alloc/128"), Ok(500), "over 64 MiB");
+    assert_eq!(
+        request_in(&netns, "/alloc/16"),
+        Ok(200),
+        "the next one fits"
+    );
+
+    // A request in flight across StopContainer (SIGTERM) still gets its answer.
+    let slow = {
+        let netns = netns.clone();
+        std::thread::spawn(move || request_in(&netns, "/sleep/1500"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let stop_started = Instant::now();
+    cri!(
+        cri,
+        stop_container,
+        api::StopContainerRequest {
+            container_id: web.clone(),
+            timeout: 20,
+        }
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cd.log_tail()));
+    assert_eq!(
+        slow.join().unwrap(),
+        Ok(200),
+        "the request in flight was cut"
+    );
+    let status = wait_exited(&cri, &web);
+    assert_eq!(
+        status.exit_code,
+        0,
+        "drained, not killed ({:?} after the stop began)",
+        stop_started.elapsed()
+    );
     remove_pod(&cri, &pod);
 }
