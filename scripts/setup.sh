@@ -7,18 +7,24 @@
 #                               under qemu user-mode emulation needs (scripts/aarch64.sh)
 #   scripts/setup.sh --guests   also what building and booting the real-node guests needs
 #                               (scripts/guest.sh: debootstrap, qemu)
+#   scripts/setup.sh --bench    also the baseline `wasmbay bench http` compares with:
+#                               wasmtime-cli 48.0.8 (the engine's release) from crates.io, built
+#                               into /var/cache/wasmbay/wasmtime-cli/48.0.8 (about 25 minutes on
+#                               2 cores, once)
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*"; }
 
 aarch64=false
 guests=false
+bench=false
 for arg in "$@"; do
     case "$arg" in
     --aarch64) aarch64=true ;;
     --guests) guests=true ;;
+    --bench) bench=true ;;
     *)
-        echo "setup: unknown argument $arg (usage: setup.sh [--aarch64] [--guests])" >&2
+        echo "setup: unknown argument $arg (usage: setup.sh [--aarch64] [--guests] [--bench])" >&2
         exit 2
         ;;
     esac
@@ -152,4 +158,17 @@ if $aarch64 && [[ $(uname -m) != aarch64 ]]; then
     # Not fatal: building still works; scripts/aarch64.sh checks the registration and says
     # what it cannot run.
     register_aarch64_binfmt || log "aarch64 binaries will not run on this machine (see above)"
+fi
+
+# The HTTP benchmark's baseline: `wasmtime serve` of the release the engine is built on.
+WASMTIME_CLI_VERSION=48.0.8
+WASMTIME_CLI_ROOT=/var/cache/wasmbay/wasmtime-cli/$WASMTIME_CLI_VERSION
+if $bench; then
+    if "$WASMTIME_CLI_ROOT/bin/wasmtime" --version 2>/dev/null | grep -q " $WASMTIME_CLI_VERSION"; then
+        log "wasmtime-cli $WASMTIME_CLI_VERSION present in $WASMTIME_CLI_ROOT"
+    else
+        log "building wasmtime-cli $WASMTIME_CLI_VERSION into $WASMTIME_CLI_ROOT (once; long)"
+        $SUDO mkdir -p "$WASMTIME_CLI_ROOT"
+        cargo install wasmtime-cli --version "$WASMTIME_CLI_VERSION" --locked --root "$WASMTIME_CLI_ROOT"
+    fi
 fi

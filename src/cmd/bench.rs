@@ -115,6 +115,10 @@ enum What {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Serving a wasi:http component: wasmbay in a container through containerd against
+    /// `wasmtime serve` (requests/s, p50/p99 at each concurrency), and the cold start to the
+    /// first 200 against busybox httpd on runc.
+    Http(crate::cmd::bench_http::HttpBench),
     /// Time from a stop request to the end of a guest spinning in `loop {}`.
     Kill {
         #[arg(long, default_value = engines::DEFAULT_ENGINE)]
@@ -142,6 +146,7 @@ pub fn main(args: BenchArgs) -> Result<i32> {
             module,
         } => bench_cache(&engine, size_mb, runs.max(1), module),
         What::Kill { engine, runs } => bench_kill(&engine, runs.max(1)),
+        What::Http(bench) => crate::cmd::bench_http::run(bench),
         What::CgroupMove { rounds, idle_ms } => {
             bench_cgroup_move(rounds.max(1), Duration::from_millis(idle_ms))
         }

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod bench_big;
 pub mod bench_compute;
+pub mod bench_http;
 pub mod bench_parallel;
 pub mod bench_report;
 pub mod bench_start;
