@@ -122,8 +122,10 @@ fn the_suites_own_executor_agrees_with_the_runner() {
         .arg(runner.join("run-suites"))
         .arg("--runtime-adapter")
         .arg(repo_root().join("conformance/adapters/wasmbay.py"))
-        .arg("--expectations")
-        .arg(runner.join("expectations/wasmtime/linux.toml"))
+        // Not the suite's runner/expectations/wasmtime/linux.toml: it lists http-service-uri,
+        // which fails under `wasmtime serve` (no scheme or authority on the incoming request)
+        // and passes under wasmbay, which sets both; the executor counts that pass against the
+        // run. wasmtime-48.toml lists the upstream failures of the release wasmbay links.
         .arg("--expectations")
         .arg(repo_root().join("conformance/adapters/wasmtime-48.toml"))
         .arg("--json-output-location")
@@ -173,7 +175,7 @@ fn the_suites_own_executor_agrees_with_the_runner() {
         "ours vs the suite's executor: {disagreements:?}"
     );
     assert!(
-        verdicts.values().filter(|(v, _)| v == "pass").count() >= 28,
+        verdicts.values().filter(|(v, _)| v == "pass").count() >= 35,
         "{verdicts:?}"
     );
 }

@@ -2,7 +2,9 @@
 
 The suite's own executor (`runner/run-suites` in the shared wasi-testsuite copy) loads this
 module and asks it how to start each case; wasmbay tells WASI releases apart by itself, so the
-command line only says what the case may reach:
+command line only says what the case may reach. A `wasi:http/service` case is served with
+`wasmbay serve` on a free loopback port, which it names on its first stderr line (where the
+executor reads it); the executor's SIGINT at the end drains it and it exits 0:
 
     python3 run-suites --runtime-adapter conformance/adapters/wasmbay.py SUITE_DIR...
 
@@ -34,8 +36,7 @@ def get_wasi_versions() -> List[str]:
 
 
 def get_wasi_worlds() -> List[str]:
-    # wasi:http/service joins once `wasmbay serve` exists.
-    return ["wasi:cli/command"]
+    return ["wasi:cli/command", "wasi:http/service"]
 
 
 def compute_argv(test_path: str,
@@ -44,7 +45,10 @@ def compute_argv(test_path: str,
                  wasi_world: str,
                  wasi_version: str) -> List[str]:
     args, env, root = args_env_root
-    argv = list(_COMMAND) + ["run", "--engine", _ENGINE]
+    served = wasi_world == "wasi:http/service"
+    argv = list(_COMMAND) + ["serve" if served else "run", "--engine", _ENGINE]
+    if served:
+        argv += ["--listen", "127.0.0.1:0"]
     # Both proposals reach the network: sockets directly, http by outgoing requests.
     if "sockets" in proposals or "http" in proposals:
         argv.append("--inherit-network")
@@ -52,6 +56,7 @@ def compute_argv(test_path: str,
         argv += ["--env", f"{key}={value}"]
     if root:
         argv += ["--dir", f"{root}::/"]
-    # `--` ends wasmbay's options: what follows the module is the guest's.
+    # `--` ends wasmbay's options: what follows the module is the guest's (`serve` refuses
+    # any: a handler has no command line, and a case giving one should fail, not lose it).
     argv += ["--", test_path] + list(args)
     return argv

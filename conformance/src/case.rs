@@ -39,7 +39,7 @@ pub struct CaseSpec {
     /// `wasi:cli/command` (run) or `wasi:http/service` (served).
     pub world: Option<String>,
     /// HTTP servers the runner stands up for the guest's outgoing requests.
-    pub servers: Option<Vec<serde_json::Value>>,
+    pub servers: Option<Vec<Server>>,
     pub operations: Option<Vec<Operation>>,
 }
 
@@ -92,8 +92,21 @@ pub enum Operation {
         #[serde(default)]
         payload: String,
     },
-    /// An HTTP request to the served component, and the response expected.
-    Request(serde_json::Map<String, serde_json::Value>),
+    /// An HTTP request to the served component (at the `http://` address on the first such
+    /// line of its stderr), and the response expected.
+    Request {
+        #[serde(default = "get")]
+        method: String,
+        /// Path and query, joined to the served address's path.
+        #[serde(default = "slash")]
+        path: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        response: ExpectedResponse,
+    },
     /// Send a signal (by name, default `SIGTERM`) to the workload.
     Kill {
         #[serde(default = "sigterm")]
@@ -115,6 +128,201 @@ fn tcp() -> String {
 }
 fn sigterm() -> String {
     "SIGTERM".into()
+}
+fn get() -> String {
+    "GET".into()
+}
+fn slash() -> String {
+    "/".into()
+}
+fn ok() -> u16 {
+    200
+}
+
+/// The world of a served component: the runner sends it requests instead of waiting for it.
+pub const SERVICE_WORLD: &str = "wasi:http/service";
+
+/// The response a `request` expects. As in the reference runner, every part has a default
+/// and all are compared: a missing `body` expects an empty one.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedResponse {
+    #[serde(default = "ok")]
+    pub status: u16,
+    /// Compared by name regardless of case; the value exactly.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+impl Default for ExpectedResponse {
+    fn default() -> Self {
+        ExpectedResponse {
+            status: ok(),
+            headers: BTreeMap::new(),
+            body: String::new(),
+        }
+    }
+}
+
+/// An HTTP server the runner stands up for the guest's outgoing requests; the guest finds its
+/// `HOST:PORT` in the environment variable [`Server::env_var`].
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub name: String,
+    #[serde(default)]
+    pub kind: ServerKind,
+    /// Only for a listening server; `None` and empty differ so that a closed server given
+    /// endpoints is refused, not silently deaf.
+    pub endpoints: Option<Vec<Endpoint>>,
+}
+
+impl Server {
+    /// `HTTP_SERVER_<NAME>`, as the reference runner names it.
+    pub fn env_var(&self) -> String {
+        format!("HTTP_SERVER_{}", self.name.to_ascii_uppercase())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    #[default]
+    Listening,
+    /// An address nothing listens on: connecting is refused.
+    Closed,
+}
+
+/// What a server answers to `method` on `path` (the request target, exactly).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    #[serde(default = "get")]
+    pub method: String,
+    #[serde(default = "slash")]
+    pub path: String,
+    #[serde(default)]
+    pub mode: EndpointMode,
+    /// Only in `static` mode (where it defaults to an empty 200).
+    pub response: Option<EndpointResponse>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointMode {
+    /// Answers the endpoint's `response`.
+    #[default]
+    Static,
+    /// Answers 200 with the request's body.
+    EchoBody,
+    /// Answers 200 with the request line, headers and trailers as response headers.
+    EchoHeaders,
+}
+
+/// A static endpoint's answer: a string is a 200 with that body. With `chunks` the body is
+/// sent chunked, followed by `trailers`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "serde_json::Value")]
+pub struct EndpointResponse {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub chunks: Option<Vec<String>>,
+    pub trailers: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointResponseFields {
+    #[serde(default = "ok")]
+    status: u16,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<String>,
+    chunks: Option<Vec<String>>,
+    #[serde(default)]
+    trailers: BTreeMap<String, String>,
+}
+
+/// Through a JSON value rather than an untagged enum, so that a typo in the object form is
+/// refused by name instead of with "did not match any variant".
+impl TryFrom<serde_json::Value> for EndpointResponse {
+    type Error = String;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        if let serde_json::Value::String(body) = value {
+            return Ok(EndpointResponse {
+                status: ok(),
+                body: Some(body),
+                ..EndpointResponse::default()
+            });
+        }
+        let f: EndpointResponseFields =
+            serde_json::from_value(value).map_err(|e| format!("endpoint response: {e}"))?;
+        Ok(EndpointResponse {
+            status: f.status,
+            headers: f.headers,
+            body: f.body,
+            chunks: f.chunks,
+            trailers: f.trailers,
+        })
+    }
+}
+
+/// Methods a test server answers (the reference runner's list).
+pub const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+/// Checks `servers` as the reference runner does, and spells endpoint methods in capitals
+/// (the runner matches requests against them exactly).
+fn check_servers(servers: &mut [Server]) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for server in servers.iter_mut() {
+        let name = &server.name;
+        // The name becomes part of an environment variable name.
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "server name {name:?} must be letters, digits or `_`"
+            ));
+        }
+        if !names.insert(name.to_ascii_uppercase()) {
+            return Err(format!(
+                "two servers are named {name:?} (names ignore case)"
+            ));
+        }
+        if server.kind == ServerKind::Closed && server.endpoints.is_some() {
+            return Err(format!(
+                "server {name:?} is `closed`: it takes no `endpoints`"
+            ));
+        }
+        for endpoint in server.endpoints.iter_mut().flatten() {
+            endpoint.method = endpoint.method.to_ascii_uppercase();
+            let at = format!(
+                "server {name:?}, endpoint {} {}",
+                endpoint.method, endpoint.path
+            );
+            if !HTTP_METHODS.contains(&endpoint.method.as_str()) {
+                return Err(format!("{at}: unknown method"));
+            }
+            match (&endpoint.mode, &endpoint.response) {
+                (EndpointMode::Static, Some(response)) => {
+                    if response.body.is_some() && response.chunks.is_some() {
+                        return Err(format!("{at}: `body` or `chunks`, not both"));
+                    }
+                    if !response.trailers.is_empty() && response.chunks.is_none() {
+                        return Err(format!("{at}: `trailers` need `chunks`"));
+                    }
+                }
+                (EndpointMode::Static, None) => {}
+                (_, Some(_)) => {
+                    return Err(format!("{at}: an echoing endpoint takes no `response`"))
+                }
+                (_, None) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A case ready to run: where its files are and what it expects.
@@ -155,6 +363,9 @@ fn lift_run(spec: &mut CaseSpec, json: &Path) -> Result<(), CaseError> {
         path: json.to_path_buf(),
         problem,
     };
+    if let Some(servers) = &mut spec.servers {
+        check_servers(servers).map_err(|e| bad(format!("`servers`: {e}")))?;
+    }
     let legacy_given = !spec.args.is_empty()
         || !spec.env.is_empty()
         || spec.exit_code != 0
@@ -200,7 +411,7 @@ fn lift_run(spec: &mut CaseSpec, json: &Path) -> Result<(), CaseError> {
         _ => return Err(bad("`operations` may have one `run` only".into())),
     }
     if let Some(world) = &spec.world {
-        if world != "wasi:cli/command" && world != "wasi:http/service" {
+        if world != "wasi:cli/command" && world != SERVICE_WORLD {
             return Err(bad(format!("unknown `world` {world:?}")));
         }
     }
@@ -274,6 +485,11 @@ impl Case {
 
     pub fn timeout_ms(&self) -> u64 {
         self.spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)
+    }
+
+    /// Whether the module is served (`wasmbay serve`) and sent requests, not run to its end.
+    pub fn is_served(&self) -> bool {
+        self.spec.world.as_deref() == Some(SERVICE_WORLD)
     }
 
     /// Whether the guest needs a network (`sockets` or `http` among its proposals).
@@ -385,6 +601,93 @@ mod tests {
             ),
         ] {
             std::fs::write(dir.path().join("c.json"), spec).unwrap();
+            let err = Case::load("s", &module).unwrap_err().to_string();
+            assert!(err.contains("c.json"), "{spec}: {err}");
+            assert!(err.contains(needle), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn served_cases_with_servers_load_as_the_reference_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("c.wasm");
+        std::fs::write(&module, b"").unwrap();
+        std::fs::write(
+            dir.path().join("c.json"),
+            r#"{"proposals": ["http"], "world": "wasi:http/service",
+                "servers": [{"name": "main", "endpoints": [
+                    {"method": "post", "path": "/e", "mode": "echo-body"},
+                    {"path": "/s", "response": "short"},
+                    {"path": "/c", "response": {"status": 201, "chunks": ["a"],
+                                                "trailers": {"t": "1"}}}]},
+                    {"name": "gone", "kind": "closed"}],
+                "operations": [{"type": "run"},
+                    {"type": "request", "path": "/x", "response": {"status": 404}}]}"#,
+        )
+        .unwrap();
+        let case = Case::load("s", &module).unwrap();
+        assert!(case.is_served());
+        let servers = case.spec.servers.unwrap();
+        assert_eq!(servers[0].env_var(), "HTTP_SERVER_MAIN");
+        let endpoints = servers[0].endpoints.as_ref().unwrap();
+        assert_eq!(
+            endpoints[0].method, "POST",
+            "methods are matched in capitals"
+        );
+        assert_eq!(endpoints[1].method, "GET");
+        let short = endpoints[1].response.as_ref().unwrap();
+        assert_eq!((short.status, short.body.as_deref()), (200, Some("short")));
+        assert_eq!(servers[1].kind, ServerKind::Closed);
+        assert_eq!(
+            case.spec.operations.unwrap()[1],
+            Operation::Request {
+                method: "GET".into(),
+                path: "/x".into(),
+                headers: BTreeMap::new(),
+                body: String::new(),
+                response: ExpectedResponse {
+                    status: 404,
+                    ..ExpectedResponse::default()
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn bad_servers_are_refused_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("c.wasm");
+        std::fs::write(&module, b"").unwrap();
+        for (servers, needle) in [
+            (r#"[{"name": "a-b"}]"#, "letters, digits"),
+            (r#"[{"name": "a"}, {"name": "A"}]"#, "two servers"),
+            (
+                r#"[{"name": "a", "kind": "closed", "endpoints": []}]"#,
+                "closed",
+            ),
+            (
+                r#"[{"name": "a", "endpoints": [{"method": "BREW"}]}]"#,
+                "unknown method",
+            ),
+            (
+                r#"[{"name": "a", "endpoints": [{"mode": "echo-body", "response": "x"}]}]"#,
+                "takes no `response`",
+            ),
+            (
+                r#"[{"name": "a", "endpoints": [{"response": {"body": "x", "chunks": []}}]}]"#,
+                "not both",
+            ),
+            (
+                r#"[{"name": "a", "endpoints": [{"response": {"trailers": {"t": "1"}}}]}]"#,
+                "need `chunks`",
+            ),
+            (
+                r#"[{"name": "a", "endpoints": [{"response": {"bdy": "x"}}]}]"#,
+                "bdy",
+            ),
+        ] {
+            let spec = format!(r#"{{"servers": {servers}, "operations": [{{"type": "run"}}]}}"#);
+            std::fs::write(dir.path().join("c.json"), &spec).unwrap();
             let err = Case::load("s", &module).unwrap_err().to_string();
             assert!(err.contains("c.json"), "{spec}: {err}");
             assert!(err.contains(needle), "{spec}: {err}");

@@ -1,4 +1,5 @@
-//! The direct frontend: each case through `wasmbay run`, the way a user runs a module by hand.
+//! The direct frontend: each case through `wasmbay run`, the way a user runs a module by hand;
+//! a served component (world `wasi:http/service`) through `wasmbay serve`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +21,7 @@ impl Frontend for DirectFrontend {
 
     fn run(&self, inv: &Invocation<'_>) -> Result<Observed, String> {
         run_process(
-            self.command(inv),
+            self.command(inv)?,
             &inv.stdin,
             inv.timeout + Duration::from_secs(10),
         )
@@ -28,12 +29,13 @@ impl Frontend for DirectFrontend {
 
     fn spawn<'f>(&'f self, inv: &Invocation<'_>) -> Result<Box<dyn Workload + 'f>, String> {
         Ok(Box::new(DirectWorkload {
-            child: spawn_piped(self.command(inv))?,
+            child: spawn_piped(self.command(inv)?)?,
         }))
     }
 }
 
-/// `wasmbay run`, signalled as a user's shell would, in the runner's own network namespace.
+/// `wasmbay run` or `serve`, signalled as a user's shell would, in the runner's own network
+/// namespace.
 struct DirectWorkload {
     child: std::process::Child,
 }
@@ -65,15 +67,28 @@ impl Drop for DirectWorkload {
 }
 
 impl DirectFrontend {
-    fn command(&self, inv: &Invocation<'_>) -> Command {
+    fn command(&self, inv: &Invocation<'_>) -> Result<Command, String> {
         let spec = &inv.case.spec;
+        let served = inv.case.is_served();
         let mut cmd = Command::new(&self.wasmbay);
-        cmd.arg("run").arg("--engine").arg(&self.engine);
+        cmd.arg(if served { "serve" } else { "run" })
+            .arg("--engine")
+            .arg(&self.engine);
         if !self.use_cache {
             cmd.arg("--no-cache");
         }
-        cmd.arg("--timeout-ms")
-            .arg(inv.timeout.as_millis().to_string());
+        if served {
+            // A free port on the loopback, which `serve` names on its first stderr line. The
+            // case's timeout bounds each request's guest code; the whole run is bounded by
+            // the operations.
+            cmd.arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--request-timeout-ms")
+                .arg(inv.timeout.as_millis().to_string());
+        } else {
+            cmd.arg("--timeout-ms")
+                .arg(inv.timeout.as_millis().to_string());
+        }
         if let Some(limit) = spec.memory_limit {
             cmd.arg("--memory-limit").arg(limit.to_string());
         }
@@ -86,11 +101,22 @@ impl DirectFrontend {
         for (key, value) in &spec.env {
             cmd.arg("--env").arg(format!("{key}={value}"));
         }
-        let mut module = inv.case.module.display().to_string();
-        if let Some(func) = &spec.entrypoint {
-            module = format!("{module}#{func}");
+        if served {
+            // A handler is instantiated per request with no command line of its own.
+            if !spec.args.is_empty() || spec.entrypoint.is_some() {
+                return Err(
+                    "a served component takes neither `args` nor an `entrypoint` (`wasmbay serve`)"
+                        .into(),
+                );
+            }
+            cmd.arg("--").arg(&inv.case.module);
+        } else {
+            let mut module = inv.case.module.display().to_string();
+            if let Some(func) = &spec.entrypoint {
+                module = format!("{module}#{func}");
+            }
+            cmd.arg("--").arg(module).args(&spec.args);
         }
-        cmd.arg("--").arg(module).args(&spec.args);
         // Nothing of the runner's environment may reach the guest through the CLI either.
         cmd.env_clear();
         for key in ["PATH", "WASMBAY_CACHE_DIR", "RUST_LOG", "HOME"] {
@@ -98,6 +124,6 @@ impl DirectFrontend {
                 cmd.env(key, value);
             }
         }
-        cmd
+        Ok(cmd)
     }
 }

@@ -18,6 +18,9 @@ pub mod operations;
 pub mod report;
 pub mod suite;
 
+mod http_client;
+mod test_servers;
+
 pub use case::{Case, CaseSpec};
 pub use compare::Verdict;
 pub use containerd::ContainerdFrontend;

@@ -1,26 +1,38 @@
 //! Operation-based cases (wasi-testsuite's `wasm32-wasip3` specs): the workload is started
 //! once and the runner talks to it step by step, as a user or a client would: writing its
 //! stdin, reading its output as it comes, connecting to the port it prints (inside the
-//! container's network namespace when it has one), signalling it, waiting for its end.
+//! container's network namespace when it has one), sending HTTP requests to a served
+//! component, signalling it, waiting for its end. A case's `servers` are HTTP servers the
+//! runner stands up for the guest's own requests.
 //!
 //! Every step is bounded by the case's timeout; a step that cannot finish is a failure of the
 //! case, never a hang of the runner.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::case::Operation;
+use crate::case::{ExpectedResponse, Operation};
 use crate::report::Outcome;
 use crate::suite::{end_child, Frontend, Invocation, Workload};
 
-/// What a served-world case is told while serving is not part of the runner.
-pub const SERVING_NOT_BUILT: &str =
-    "`wasi:http/service` cases (served, sent requests) are not run by this runner yet";
+use crate::http_client;
+use crate::test_servers::TestServers;
+
+/// Why a case whose guest runs a command (not a served component) in a network namespace of
+/// its own cannot have test servers: they would have to listen inside that namespace before
+/// the guest's first request, and the namespace only exists once the guest has started.
+const SERVERS_OUT_OF_REACH: &str = "`servers` for a command guest in a container's own network \
+namespace: the runner can only listen there once the guest runs, too late for its requests \
+(served components are fine: they make requests only when sent one)";
+
+/// How long a failed `request` waits for what the guest writes on stderr about it.
+const STDERR_GRACE: Duration = Duration::from_millis(200);
 
 /// Runs an operation-based case through `frontend`.
 pub fn run_operations(
@@ -28,21 +40,49 @@ pub fn run_operations(
     inv: &Invocation<'_>,
     operations: &[Operation],
 ) -> Result<Outcome, String> {
-    let served = inv.case.spec.world.as_deref() == Some("wasi:http/service")
-        || operations
-            .iter()
-            .any(|op| matches!(op, Operation::Request(_)));
-    if served {
-        return Ok(Outcome::Skip(SERVING_NOT_BUILT.into()));
-    }
+    // The servers come first: the guest is told their addresses in its environment (where
+    // they override the case's own variables, as in the reference runner).
+    let servers = TestServers::start(inv.case.spec.servers.as_deref().unwrap_or_default())?;
+    let with_servers = (!servers.env().is_empty()).then(|| {
+        let mut case = inv.case.clone();
+        case.spec.env.extend(servers.env().iter().cloned());
+        case
+    });
+    let owned;
+    let inv = match &with_servers {
+        Some(case) => {
+            owned = Invocation {
+                case,
+                root: inv.root.clone(),
+                scratch: inv.scratch,
+                stdin: inv.stdin.clone(),
+                timeout: inv.timeout,
+            };
+            &owned
+        }
+        None => inv,
+    };
+    let mut servers = Some(servers);
     let mut session: Option<Session> = None;
     let mut problems = Vec::new();
     for (index, op) in operations.iter().enumerate() {
         let step = format!("operation {} ({})", index + 1, op_name(op));
         let result = match (op, session.as_mut()) {
-            (Operation::Run { .. }, None) => frontend.spawn(inv).map(|workload| {
-                session = Some(Session::new(workload, inv.timeout));
-            }),
+            (Operation::Run { .. }, None) => match frontend.spawn(inv) {
+                Ok(workload) => {
+                    let servers = servers.take().unwrap_or_default();
+                    let started = session.insert(Session::new(workload, inv.timeout, servers));
+                    match started.servers_out_of_reach(inv.case.is_served()) {
+                        Ok(true) => {
+                            started.kill_and_reap();
+                            return Ok(Outcome::Skip(SERVERS_OUT_OF_REACH.into()));
+                        }
+                        Ok(false) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
             (Operation::Run { .. }, Some(_)) => Err("a second `run`".into()),
             (_, None) => Err("the workload was not started".into()),
             (op, Some(session)) => session.step(op),
@@ -73,7 +113,7 @@ fn op_name(op: &Operation) -> &'static str {
         Operation::Connect { .. } => "connect",
         Operation::Send { .. } => "send",
         Operation::Recv { .. } => "recv",
-        Operation::Request(_) => "request",
+        Operation::Request { .. } => "request",
         Operation::Kill { .. } => "kill",
     }
 }
@@ -85,6 +125,10 @@ struct Session<'f> {
     stdout: Captured,
     stderr: Captured,
     connections: Vec<(String, Connection)>,
+    /// Where a served component answers, once read from its stderr.
+    served: Option<ServedAt>,
+    /// The case's test servers, kept up as long as the workload runs.
+    servers: TestServers,
     timeout: Duration,
     exited: bool,
 }
@@ -95,7 +139,7 @@ enum Connection {
 }
 
 impl<'f> Session<'f> {
-    fn new(mut workload: Box<dyn Workload + 'f>, timeout: Duration) -> Self {
+    fn new(mut workload: Box<dyn Workload + 'f>, timeout: Duration, servers: TestServers) -> Self {
         let child = workload.child();
         let stdin = child.stdin.take();
         let stdout = Captured::start(child.stdout.take());
@@ -106,8 +150,96 @@ impl<'f> Session<'f> {
             stdout,
             stderr,
             connections: Vec::new(),
+            served: None,
+            servers,
             timeout,
             exited: false,
+        }
+    }
+
+    /// Whether the test servers cannot be reached by this command guest (see
+    /// [`SERVERS_OUT_OF_REACH`]). A served component's requests come only when it is sent one,
+    /// so its servers are brought into its namespace before each `request` instead.
+    fn servers_out_of_reach(&mut self, served: bool) -> Result<bool, String> {
+        if served || !self.servers.listens() {
+            return Ok(false);
+        }
+        // A container's namespace can only be named once its runtime made the container.
+        let deadline = self.deadline();
+        loop {
+            match self.workload.net_namespace() {
+                Ok(ns) => return Ok(ns.is_some()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// The served component's address: from the first line of its stderr that names an
+    /// `http://` URL (`wasmbay serve` and the containers print it first), waited for until
+    /// `deadline`, then remembered for the next requests.
+    fn served_at(&mut self, deadline: Instant) -> Result<ServedAt, String> {
+        if let Some(served) = &self.served {
+            return Ok(served.clone());
+        }
+        let mut before = Vec::new();
+        while Instant::now() < deadline {
+            let Some(line) = self.stderr.line(deadline) else {
+                break;
+            };
+            if line.contains("http://") {
+                let served = ServedAt::parse(&line)?;
+                self.served = Some(served.clone());
+                return Ok(served);
+            }
+            before.push(line);
+        }
+        let why = if self.stderr.ended() {
+            "before it ended".to_string()
+        } else {
+            format!("within {} ms", self.timeout.as_millis())
+        };
+        Err(format!(
+            "no `http://` address on the workload's stderr {why}{}",
+            if before.is_empty() {
+                String::new()
+            } else {
+                format!(" (it wrote {:?})", before.join("\n"))
+            }
+        ))
+    }
+
+    /// One `request`: a connection of its own, the request, the whole response, compared.
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &BTreeMap<String, String>,
+        body: &str,
+        expected: &ExpectedResponse,
+    ) -> Result<(), String> {
+        let deadline = self.deadline();
+        let served = self.served_at(deadline)?;
+        let ns = self.workload.net_namespace()?;
+        if let Some(ns) = &ns {
+            self.servers.reach_from(ns)?;
+        }
+        let target = served.target(path);
+        let what = format!("{method} {target}");
+        let addr = served.addr;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut stream = in_namespace(ns.as_deref(), move || connect_tcp(addr, left))
+            .map_err(|e| format!("{what}: {e}"))?;
+        let request =
+            http_client::encode_request(method, &target, &served.host, headers, body.as_bytes());
+        let head_only = method.eq_ignore_ascii_case("HEAD");
+        let response = http_client::exchange(&mut stream, &request, head_only, deadline)
+            .map_err(|e| format!("{what}: {e}"))?;
+        let problems = http_client::compare(expected, &response);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{what}: {}", problems.join("; ")))
         }
     }
 
@@ -117,9 +249,27 @@ impl<'f> Session<'f> {
 
     fn step(&mut self, op: &Operation) -> Result<(), String> {
         match op {
-            Operation::Run { .. } | Operation::Request(_) => {
+            Operation::Run { .. } => {
                 Err("not valid here".into()) // refused before the session started
             }
+            Operation::Request {
+                method,
+                path,
+                headers,
+                body,
+                response,
+            } => self
+                .request(method, path, headers, body, response)
+                .map_err(|problem| {
+                    // What a served guest says on stderr (a trap, a panic) is the why; it
+                    // may come a moment after the answer it explains.
+                    let said = self.stderr.take(usize::MAX, Instant::now() + STDERR_GRACE);
+                    if said.is_empty() {
+                        problem
+                    } else {
+                        format!("{problem}; stderr {:?}", String::from_utf8_lossy(&said))
+                    }
+                }),
             Operation::Write { id, payload } => {
                 if id != "stdin" {
                     return Err(format!("cannot write to {id:?}, only to stdin"));
@@ -348,6 +498,11 @@ impl Captured {
         (!taken.is_empty()).then(|| String::from_utf8_lossy(&taken).trim().to_string())
     }
 
+    /// Whether the stream has ended (its writer closed it).
+    fn ended(&self) -> bool {
+        lock(&self.shared.0).ended
+    }
+
     /// Whatever is unread now, for messages.
     fn rest(&self) -> Vec<u8> {
         self.consume(Instant::now(), |_| true, |b, _| b.len())
@@ -375,9 +530,96 @@ fn guest_address(line: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// Connects to `addr` from inside the network namespace `ns` (the container's), or from the
-/// runner's own when `None`. A socket stays in the namespace it was made in, so a short-lived
-/// thread enters the namespace, makes the connection and hands it back.
+/// Where a served component answers, from the `http://` URL it printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServedAt {
+    /// What to connect to (a wildcard host made the guest's loopback).
+    addr: SocketAddr,
+    /// The `Host` header: the URL's authority, or `addr` when that named a wildcard.
+    host: String,
+    /// The URL's path, which a request's `path` is joined to.
+    base_path: String,
+}
+
+impl ServedAt {
+    /// Reads the URL starting at `http://` in `line`, up to the next whitespace.
+    fn parse(line: &str) -> Result<ServedAt, String> {
+        let start = line
+            .find("http://")
+            .ok_or_else(|| format!("no `http://` in {line:?}"))?;
+        let url = line[start + "http://".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        let end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, rest) = url.split_at(end);
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        if authority.is_empty() {
+            return Err(format!("no host in the served URL {line:?}"));
+        }
+        // No port means HTTP's own; a bracketed IPv6 literal holds colons of its own.
+        let with_port = if authority.ends_with(']') || !authority.contains(':') {
+            format!("{authority}:80")
+        } else {
+            authority.to_string()
+        };
+        let addr = guest_address(&with_port)?;
+        let wildcard = with_port
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified());
+        let base_path = rest.split(['?', '#']).next().unwrap_or_default();
+        Ok(ServedAt {
+            addr,
+            host: if wildcard {
+                addr.to_string()
+            } else {
+                authority.to_string()
+            },
+            base_path: base_path.to_string(),
+        })
+    }
+
+    /// The request target for a case's `path`, joined to the served URL as the reference
+    /// runner joins them (one `/` between).
+    fn target(&self, path: &str) -> String {
+        let base = self.base_path.trim_end_matches('/');
+        if path.starts_with('/') {
+            format!("{base}{path}")
+        } else {
+            format!("{base}/{path}")
+        }
+    }
+}
+
+/// Runs `work` inside the network namespace `ns` (the container's), or in the runner's own
+/// when `None`. A socket stays in the namespace it was made in, so a short-lived thread enters
+/// the namespace, makes the socket and hands it back; the runner's other threads stay put.
+pub(crate) fn in_namespace<T: Send + 'static>(
+    ns: Option<&Path>,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let Some(ns) = ns.map(Path::to_path_buf) else {
+        return work();
+    };
+    let worker = std::thread::spawn(move || -> Result<T, String> {
+        let file = File::open(&ns).map_err(|e| format!("{}: {e}", ns.display()))?;
+        // SAFETY: setns on a descriptor this thread owns, changing only this thread's
+        // network namespace; the thread ends right after `work`.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "entering {}: {}",
+                ns.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        work()
+    });
+    worker
+        .join()
+        .map_err(|_| "the thread in the guest's network namespace panicked".to_string())?
+}
+
+/// Connects to `addr` from inside the network namespace `ns` (see [`in_namespace`]).
 fn connect_in(
     ns: Option<&Path>,
     addr: SocketAddr,
@@ -385,58 +627,46 @@ fn connect_in(
     timeout: Duration,
 ) -> Result<Connection, String> {
     let protocol = protocol.to_string();
-    let ns: Option<PathBuf> = ns.map(Path::to_path_buf);
-    let worker = std::thread::spawn(move || -> Result<Connection, String> {
-        if let Some(ns) = &ns {
-            let file = File::open(ns).map_err(|e| format!("{}: {e}", ns.display()))?;
-            // SAFETY: setns on a descriptor this thread owns, changing only this thread's
-            // network namespace; the thread ends right after making the socket.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "entering {}: {}",
-                    ns.display(),
-                    std::io::Error::last_os_error()
-                ));
+    in_namespace(ns, move || match protocol.as_str() {
+        "tcp" => connect_tcp(addr, timeout).map(Connection::Tcp),
+        "udp" => {
+            let local: SocketAddr = if addr.is_ipv4() {
+                "127.0.0.1:0"
+            } else {
+                "[::1]:0"
             }
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+            let socket = UdpSocket::bind(local).map_err(|e| format!("udp bind: {e}"))?;
+            socket
+                .connect(addr)
+                .map_err(|e| format!("udp connect to {addr}: {e}"))?;
+            Ok(Connection::Udp(socket))
         }
-        match protocol.as_str() {
-            "tcp" => {
-                // The guest prints its address once listening, but a container's loopback can
-                // be a moment behind under emulation: refused connections are retried.
-                let deadline = Instant::now() + timeout;
-                loop {
-                    match TcpStream::connect_timeout(&addr, timeout) {
-                        Ok(stream) => return Ok(Connection::Tcp(stream)),
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::ConnectionRefused
-                                && Instant::now() < deadline =>
-                        {
-                            std::thread::sleep(Duration::from_millis(20))
-                        }
-                        Err(e) => return Err(format!("connecting to {addr}: {e}")),
-                    }
-                }
+        other => Err(format!("unknown protocol_type {other:?} (tcp or udp)")),
+    })
+}
+
+/// A TCP connection to `addr` within `timeout`. The guest says where it listens once it does,
+/// but a container's loopback can be a moment behind under emulation: refused connections are
+/// retried until the time is up.
+fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20))
             }
-            "udp" => {
-                let local: SocketAddr = if addr.is_ipv4() {
-                    "127.0.0.1:0"
-                } else {
-                    "[::1]:0"
-                }
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-                let socket = UdpSocket::bind(local).map_err(|e| format!("udp bind: {e}"))?;
-                socket
-                    .connect(addr)
-                    .map_err(|e| format!("udp connect to {addr}: {e}"))?;
-                Ok(Connection::Udp(socket))
-            }
-            other => Err(format!("unknown protocol_type {other:?} (tcp or udp)")),
+            Err(e) => return Err(format!("connecting to {addr}: {e}")),
         }
-    });
-    worker
-        .join()
-        .map_err(|_| "the connecting thread panicked".to_string())?
+    }
 }
 
 fn receive_exactly(stream: &mut TcpStream, n: usize, deadline: Instant) -> Result<Vec<u8>, String> {
@@ -552,6 +782,20 @@ mod tests {
         assert!(guest_address("listening")
             .unwrap_err()
             .contains("HOST:PORT"));
+    }
+
+    #[test]
+    fn the_served_address_comes_from_the_url_on_stderr() {
+        let served = ServedAt::parse("wasmbay: serving http://0.0.0.0:8080/").unwrap();
+        assert_eq!(served.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(served.host, "127.0.0.1:8080");
+        assert_eq!(served.target("/echo"), "/echo");
+        assert_eq!(served.target("echo?x=1"), "/echo?x=1");
+        let served = ServedAt::parse("Serving HTTP on http://[::1]:9/base/ now").unwrap();
+        assert_eq!(served.addr, "[::1]:9".parse().unwrap());
+        assert_eq!(served.host, "[::1]:9");
+        assert_eq!(served.target("/x"), "/base/x");
+        assert!(ServedAt::parse("http:///").is_err());
     }
 
     #[test]
