@@ -42,7 +42,11 @@ pub fn open_output(path: &str) -> io::Result<File> {
     if path.is_empty() {
         return OpenOptions::new().write(true).open("/dev/null");
     }
-    let path = path.strip_prefix("file://").unwrap_or(path);
+    // `ctr run --log-uri file:///…`: a plain log file, created if need be and appended to by
+    // both streams, as runc's shim does.
+    if let Some(file) = path.strip_prefix("file://") {
+        return OpenOptions::new().create(true).append(true).open(file);
+    }
     match OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)

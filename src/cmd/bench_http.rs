@@ -33,6 +33,11 @@ pub struct HttpBench {
     /// The handler component (default: the corpus's, conformance/corpus/http_handler.wasm).
     #[arg(long)]
     component: Option<PathBuf>,
+    /// Directory of the shim to measure (default: next to this binary). Measure an optimised
+    /// build: `cargo build --profile perf -p wasmbay-containerd-shim`, then
+    /// `--shim-dir target/perf`.
+    #[arg(long)]
+    shim_dir: Option<PathBuf>,
     /// `wasmtime` of the same release as the engine (48.0.8), the baseline.
     #[arg(long, default_value = WASMTIME_48)]
     wasmtime: PathBuf,
@@ -45,6 +50,9 @@ pub struct HttpBench {
     /// Rounds; each runs both servers at every point, in alternating order.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Skip the load measurements (only the cold starts).
+    #[arg(long)]
+    no_load: bool,
     /// Cold starts of each kind (0 to skip).
     #[arg(long, default_value_t = 10)]
     cold_runs: usize,
@@ -103,7 +111,11 @@ const ROUTES: [Route; 2] = [
 
 pub fn run(bench: HttpBench) -> Result<i32> {
     let exe = std::env::current_exe()?;
-    let shim = exe.with_file_name("containerd-shim-wasmbay-wasmtime-v1");
+    let shim_dir = match &bench.shim_dir {
+        Some(dir) => dir.clone(),
+        None => exe.parent().context("exe dir")?.to_path_buf(),
+    };
+    let shim = shim_dir.join("containerd-shim-wasmbay-wasmtime-v1");
     if !shim.is_file() {
         bail!(
             "{} not found (build the workspace binaries)",
@@ -138,7 +150,7 @@ pub fn run(bench: HttpBench) -> Result<i32> {
     let work = tempfile::Builder::new().prefix("wbhttp-").tempdir()?;
     let path = format!(
         "{}:{}",
-        exe.parent().context("exe dir")?.display(),
+        shim_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let cd = PrivateContainerd::start_with(
@@ -163,7 +175,7 @@ pub fn run(bench: HttpBench) -> Result<i32> {
     let wasmbay_port = free_port()?;
     let wasmtime_port = free_port()?;
     let mut points = Vec::new();
-    {
+    if !bench.no_load {
         let _container = Served::container(&cd, &wasm_image, "bench-web", wasmbay_port)?;
         let _wasmtime = Served::wasmtime(&bench.wasmtime, &component, wasmtime_port)?;
         let lua = work.path().join("post.lua");
@@ -212,40 +224,37 @@ pub fn run(bench: HttpBench) -> Result<i32> {
         }
     }
 
+    let shim_log = work.path().join("shim.log");
     let cold = if bench.cold_runs > 0 {
-        let port = free_port()?;
-        // One of each first: the module's compile into the cache is not a cold start.
-        first_answer(
-            &cd,
-            Some(WASM_RUNTIME),
-            &wasm_image,
-            "cold-warm-w",
-            port,
-            None,
-        )?;
-        first_answer(&cd, None, &httpd_image, "cold-warm-r", port, Some(port))?;
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for i in 0..bench.cold_runs {
-            ours.push(first_answer(
+        // A fresh port each time: a port the last container listened on may still be held
+        // by its connections' ends.
+        let wasm_start = |id: &str| {
+            let port = free_port()?;
+            first_answer(
                 &cd,
                 Some(WASM_RUNTIME),
                 &wasm_image,
-                &format!("cold-w{i}"),
+                id,
                 port,
                 None,
-            )?);
-            theirs.push(first_answer(
-                &cd,
-                None,
-                &httpd_image,
-                &format!("cold-r{i}"),
-                port,
-                Some(port),
-            )?);
+                &shim_log,
+            )
+        };
+        let httpd_start = |id: &str| {
+            let port = free_port()?;
+            first_answer(&cd, None, &httpd_image, id, port, Some(port), &shim_log)
+        };
+        // One of each first: the module's compile into the cache is not a cold start.
+        wasm_start("cold-warm-w")?;
+        httpd_start("cold-warm-r")?;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for i in 0..bench.cold_runs {
+            ours.push(wasm_start(&format!("cold-w{i}"))?);
+            theirs.push(httpd_start(&format!("cold-r{i}"))?);
         }
         let (ours, theirs) = (median(&ours), median(&theirs));
         println!(
-            "cold: ctr run -d to the first 200, {} runs each: wasmbay median {ours:.1} ms, busybox httpd (runc) median {theirs:.1} ms, ratio {:.2}",
+            "cold: ctr run to the first 200, {} runs each: wasmbay median {ours:.1} ms, busybox httpd (runc) median {theirs:.1} ms, ratio {:.2}",
             bench.cold_runs,
             ours / theirs
         );
@@ -293,6 +302,8 @@ fn import(
         Some(busybox) => {
             spec.extra_files = vec![ExtraFile::from_host(busybox, "/bin/busybox")?];
             spec.env = vec!["PATH=/bin".to_string()];
+            // `ctr run` appends its arguments (the applet and its flags) to the entrypoint.
+            spec.entrypoint = Some(vec!["/bin/busybox".to_string()]);
         }
         None => spec.entrypoint = Some(vec![format!("/{file}")]),
     }
@@ -302,35 +313,60 @@ fn import(
     Ok(reference.to_string())
 }
 
+/// A free port below Linux's ephemeral range (32768 up). The probes connect every millisecond
+/// to a port nobody listens on yet; with a port from the ephemeral range the kernel may give a
+/// probe that very port as its own end, and the probe then connects to itself and holds the
+/// port the server is about to bind.
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 5000) as u16;
+    for _ in 0..5000 {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 5000;
+        let port = base + offset;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 30000")
 }
 
 /// A server for the length of the load runs, stopped when dropped.
 enum Served<'a> {
+    /// The container and the attached `ctr run` that holds its output's reading end.
     Container {
         cd: &'a PrivateContainerd,
         id: String,
+        ctr: Child,
     },
     Process(Child),
 }
 
 impl<'a> Served<'a> {
     fn container(cd: &'a PrivateContainerd, image: &str, id: &str, port: u16) -> Result<Self> {
-        start_container(cd, Some(WASM_RUNTIME), image, id, port, None)?;
+        // Attached rather than `-d`: the guest's stderr is the fifo `ctr` reads, and a
+        // detached `ctr` leaves it without a reader (a write then fails with EPIPE).
+        let mut run = cd.ctr_run();
+        run.args(["--net-host", "--runtime", WASM_RUNTIME])
+            .arg("--annotation")
+            .arg(format!("wasmbay.http.listen=127.0.0.1:{port}"))
+            .args([image, id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let ctr = run.spawn().context("ctr run")?;
         let served = Served::Container {
             cd,
             id: id.to_string(),
+            ctr,
         };
         wait_for_200(port, TIMEOUT)?;
         Ok(served)
     }
 
     fn wasmtime(wasmtime: &Path, component: &Path, port: u16) -> Result<Self> {
+        // `-Scli`: the CLI interfaces beside the proxy world's, as wasmbay links them (a Rust
+        // handler imports wasi:cli/environment through std).
         let child = Command::new(wasmtime)
-            .arg("serve")
+            .args(["serve", "-Scli"])
             .arg(format!("--addr=127.0.0.1:{port}"))
             .arg(component)
             .stdout(Stdio::null())
@@ -346,7 +382,10 @@ impl<'a> Served<'a> {
 impl Drop for Served<'_> {
     fn drop(&mut self) {
         match self {
-            Served::Container { cd, id } => remove_container(cd, id),
+            Served::Container { cd, id, ctr } => {
+                remove_container(cd, id);
+                let _ = ctr.wait();
+            }
             Served::Process(child) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -355,51 +394,25 @@ impl Drop for Served<'_> {
     }
 }
 
-/// `ctr run -d --net-host` of `image` as `id`: a wasm image served on `port` (annotation), or
-/// busybox httpd on `httpd_port`.
-fn start_container(
-    cd: &PrivateContainerd,
-    runtime: Option<&str>,
-    image: &str,
-    id: &str,
-    port: u16,
-    httpd_port: Option<u16>,
-) -> Result<()> {
-    let mut run = cd.ctr_run();
-    run.args(["-d", "--net-host"]);
-    if let Some(runtime) = runtime {
-        run.args(["--runtime", runtime]);
-    }
-    run.arg("--annotation")
-        .arg(format!("wasmbay.http.listen=127.0.0.1:{port}"));
-    run.args([image, id]);
-    if let Some(port) = httpd_port {
-        run.args(["/bin/busybox", "httpd", "-f", "-p"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-h", "/"]);
-    }
-    cd.run_ok(&mut run, TIMEOUT)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
-}
-
+/// Kills and deletes container `id`; every `ctr` call is bounded (the testkit kills one that
+/// outlives its timeout), so a stuck removal costs seconds, never the run.
 fn remove_container(cd: &PrivateContainerd, id: &str) {
-    let _ = cd
-        .ctr()
-        .args(["tasks", "kill", "-s", "SIGKILL", id])
-        .output();
+    let step = Duration::from_secs(10);
+    let _ = cd.run_ok(cd.ctr().args(["tasks", "kill", "-s", "SIGKILL", id]), step);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let deleted = cd.ctr().args(["tasks", "delete", id]).output();
-        if deleted.is_ok_and(|o| o.status.success()) {
-            break;
+        match cd.run_ok(cd.ctr().args(["tasks", "delete", id]), step) {
+            Ok(_) => break,
+            // An attached `ctr run` deletes the task itself once it has exited.
+            Err(e) if e.to_string().contains("not found") => break,
+            Err(_) => {}
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = cd.ctr().args(["containers", "delete", id]).output();
+    let _ = cd.run_ok(cd.ctr().args(["containers", "delete", id]), step);
 }
 
-/// Milliseconds from spawning `ctr run -d` to the first 200 answer on `port`.
+/// Milliseconds from spawning `ctr run` to the first 200 answer on `port`.
 fn first_answer(
     cd: &PrivateContainerd,
     runtime: Option<&str>,
@@ -407,10 +420,13 @@ fn first_answer(
     id: &str,
     port: u16,
     httpd_port: Option<u16>,
+    shim_log: &Path,
 ) -> Result<f64> {
     let started = Instant::now();
     let mut run = cd.ctr_run();
-    run.args(["-d", "--net-host"]);
+    // Attached, as a CRI container's output is: its stdout and stderr reach `ctr`, which
+    // returns once the container is removed below.
+    run.args(["--net-host"]);
     if let Some(runtime) = runtime {
         run.args(["--runtime", runtime]);
     }
@@ -423,23 +439,39 @@ fn first_answer(
             .args(["-h", "/"]);
     }
     // The answer may come before `ctr` returns: poll while it runs.
-    let mut ctr = run
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("ctr run")?;
-    let result = wait_for_200(port, TIMEOUT).map(|_| started.elapsed().as_secs_f64() * 1000.0);
-    let status = ctr.wait();
-    remove_container(cd, id);
-    match status {
-        Ok(s) if s.success() => result,
-        _ => {
-            let mut why = String::new();
-            if let Some(mut e) = ctr.stderr.take() {
-                let _ = e.read_to_string(&mut why);
-            }
-            bail!("ctr run {image}: {why}")
-        }
+    let (started_ok, answered, diagnosis) = std::thread::scope(|scope| {
+        let ctr = scope.spawn(|| cd.run_ok(&mut run, TIMEOUT).map_err(|e| e.to_string()));
+        let answered =
+            wait_for_200(port, TIMEOUT).map(|_| started.elapsed().as_secs_f64() * 1000.0);
+        let diagnosis = if answered.is_err() {
+            let log = std::fs::read_to_string(shim_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tasks = cd
+                .ctr()
+                .args(["tasks", "ls"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let listening = Command::new("ss")
+                .args(["-ltnp"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            format!(
+                "tasks:\n{tasks}\nlistening:\n{listening}\nthe shim's log ends:\n{}",
+                tail.join("\n")
+            )
+        } else {
+            String::new()
+        };
+        // Removing the container ends `ctr run`.
+        remove_container(cd, id);
+        (ctr.join(), answered, diagnosis)
+    });
+    match (answered, started_ok) {
+        (Ok(ms), _) => Ok(ms),
+        (Err(e), Ok(ran)) => bail!("{image} ({id}): {e:#}: {diagnosis}\nctr run: {ran:?}"),
+        (Err(e), Err(_)) => bail!("{image} ({id}): {e:#}; the thread running ctr panicked"),
     }
 }
 
@@ -601,7 +633,7 @@ fn write_report(
     }
     if let Some(cold) = cold {
         md.push_str(&format!(
-            "\nCold start, `ctr run -d` to the first 200 ({} runs each, medians): wasmbay {:.1} ms, \
+            "\nCold start, `ctr run` to the first 200 ({} runs each, medians): wasmbay {:.1} ms, \
              busybox httpd on runc {:.1} ms, ratio {:.2} (target ≤ 0.5: {}).\n",
             cold.runs,
             cold.wasmbay_median_ms,
@@ -664,7 +696,7 @@ fn write_report(
 
 fn command_line(bench: &HttpBench) -> String {
     format!(
-        "wasmbay bench http --concurrency {} --duration-s {} --rounds {} --cold-runs {}",
+        "wasmbay bench http --shim-dir target/perf --concurrency {} --duration-s {} --rounds {} --cold-runs {}",
         bench
             .concurrency
             .iter()

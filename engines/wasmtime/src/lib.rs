@@ -94,13 +94,14 @@ impl WasmtimeEngine {
             (world::World::Unknown, _) => Err(EngineError::NotACommand(
                 "it exports neither wasi:cli/run nor a wasi:http handler".to_string(),
             )),
-            (world::World::HttpHandler(export), _) => {
+            (world::World::HttpHandler(export), release) => {
                 // Handlers of either release are called concurrently (serve.rs), so they link
                 // against the asynchronous host, as WASI 0.3 commands do.
-                let pre = self
-                    .p3_linker()?
-                    .instantiate_pre(&component)
-                    .map_err(instantiate)?;
+                let linker = match release {
+                    world::WasiRelease::P2 => Arc::new(run_p3::p2_async_linker(&self.components)?),
+                    world::WasiRelease::P3 => self.p3_linker()?,
+                };
+                let pre = linker.instantiate_pre(&component).map_err(instantiate)?;
                 Ok(Arc::new(serve::HttpHandlerModule::new(
                     self.components.clone(),
                     pre,

@@ -15,12 +15,23 @@ use crate::run_component::{command_status, command_store, ComponentState};
 
 /// The 0.2 and 0.3 WASI interfaces, asynchronous, in one linker.
 pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<ComponentState>, EngineError> {
+    let mut linker = p2_async_linker(engine)?;
+    let internal = |e: wasmtime::Error| EngineError::Internal(format!("{e:#}"));
+    wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(internal)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(internal)?;
+    Ok(linker)
+}
+
+/// The 0.2 WASI interfaces and `wasi:http`, asynchronous: what a 0.2 HTTP handler needs, the
+/// handler being called concurrently. Half the size of [`linker`], which a served container
+/// builds at every start.
+pub(crate) fn p2_async_linker(
+    engine: &wasmtime::Engine,
+) -> Result<Linker<ComponentState>, EngineError> {
     let mut linker = Linker::new(engine);
     let internal = |e: wasmtime::Error| EngineError::Internal(format!("{e:#}"));
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(internal)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(internal)?;
-    wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(internal)?;
     Ok(linker)
 }
 

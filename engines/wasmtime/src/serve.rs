@@ -37,6 +37,9 @@ use crate::run_component::{wasi_builder, ComponentState};
 /// request can hold a runtime thread before yielding it to other requests.
 const TICK: Duration = Duration::from_millis(10);
 
+/// How long after the request budget a drain waits for responses still being written.
+const DRAIN_SLACK: Duration = Duration::from_secs(5);
+
 /// A component exporting an HTTP handler, linked and ready to instantiate per request.
 pub(crate) struct HttpHandlerModule {
     engine: wasmtime::Engine,
@@ -120,7 +123,7 @@ impl CompiledModule for HttpHandlerModule {
         let result = runtime.block_on(accept_until_stopped(
             listener,
             ProxyHandler::new(instances),
-            limits.max_concurrency,
+            limits,
             stop,
         ));
         drop(ticker);
@@ -310,7 +313,7 @@ impl Drop for EpochTicker {
 async fn accept_until_stopped(
     listener: std::net::TcpListener,
     handler: ProxyHandler<Instances>,
-    max_concurrency: usize,
+    limits: &ServeLimits,
     stop: &StopHandle,
 ) -> Result<(), EngineError> {
     let listener = tokio::net::TcpListener::from_std(listener)
@@ -320,7 +323,7 @@ async fn accept_until_stopped(
         let stopping = stopping.clone();
         stop.set_waker(move || stopping.notify_one());
     }
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
@@ -357,7 +360,18 @@ async fn accept_until_stopped(
     }
     stop.clear_waker();
     drop(listener);
-    graceful.shutdown().await;
+    // Requests in flight end within their budget; a response still streaming after that (or
+    // a client that never reads it) does not hold the drain up for ever.
+    let drain = limits.request_timeout + DRAIN_SLACK;
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain,
+            "connections still open after the drain; closing them"
+        );
+    }
     Ok(())
 }
 
