@@ -416,7 +416,7 @@ fn shown(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Feeds `bytes` one at a time: the parser must ask for more until the very last one.
@@ -518,7 +518,8 @@ mod tests {
         }
     }
 
-    fn expected(status: u16, headers: &[(&str, &str)], body: &str) -> ExpectedResponse {
+    /// What a case expects, from test literals (the servers' tests use it too).
+    pub(crate) fn expected(status: u16, headers: &[(&str, &str)], body: &str) -> ExpectedResponse {
         ExpectedResponse {
             status,
             headers: headers

@@ -319,19 +319,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::case::ExpectedResponse;
+    use crate::http_client::tests::expected;
     use crate::http_client::{compare, exchange, Response};
-
-    fn expected(status: u16, headers: &[(&str, &str)], body: &str) -> ExpectedResponse {
-        ExpectedResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.into(),
-        }
-    }
 
     fn endpoint(method: &str, path: &str, mode: EndpointMode) -> Endpoint {
         Endpoint {

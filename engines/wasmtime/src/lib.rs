@@ -115,7 +115,6 @@ impl WasmtimeEngine {
                     .map_err(instantiate)?;
                 Ok(Arc::new(run_component::ComponentModule::new(
                     self.components.clone(),
-                    StopMode::InGuest,
                     pre,
                 )?))
             }
@@ -126,7 +125,6 @@ impl WasmtimeEngine {
                     .map_err(instantiate)?;
                 Ok(Arc::new(run_p3::P3CommandModule::new(
                     self.components.clone(),
-                    StopMode::InGuest,
                     pre,
                 )?))
             }

@@ -146,16 +146,16 @@ pub(crate) fn wasi_builder(config: &WasiConfig) -> Result<WasiCtxBuilder, Engine
     Ok(builder)
 }
 
+/// Components always carry epoch checks (see `WasmtimeEngine::components`), so a stop
+/// interrupts the guest in place: [`StopMode::InGuest`], whatever the frontend chose.
 pub(crate) struct ComponentModule {
     engine: wasmtime::Engine,
-    stop_mode: StopMode,
     pre: Arc<CommandPre<ComponentState>>,
 }
 
 impl ComponentModule {
     pub(crate) fn new(
         engine: wasmtime::Engine,
-        stop_mode: StopMode,
         pre: wasmtime::component::InstancePre<ComponentState>,
     ) -> Result<Self, EngineError> {
         let pre = CommandPre::new(pre).map_err(|e| EngineError::MissingExport {
@@ -163,7 +163,6 @@ impl ComponentModule {
         })?;
         Ok(ComponentModule {
             engine,
-            stop_mode,
             pre: Arc::new(pre),
         })
     }
@@ -180,7 +179,7 @@ impl CompiledModule for ComponentModule {
         entry: Option<&str>,
         stop: &StopHandle,
     ) -> Result<ExitStatus, EngineError> {
-        let mut store = match command_store(&self.engine, self.stop_mode, config, entry, stop)? {
+        let mut store = match command_store(&self.engine, config, entry, stop)? {
             Ok(store) => store,
             Err(status) => return Ok(status),
         };
@@ -197,7 +196,6 @@ impl CompiledModule for ComponentModule {
 /// only `wasi:cli/run`, so an `entry` is refused.
 pub(crate) fn command_store(
     engine: &wasmtime::Engine,
-    stop_mode: StopMode,
     config: WasiConfig,
     entry: Option<&str>,
     stop: &StopHandle,
@@ -220,7 +218,7 @@ pub(crate) fn command_store(
         ),
     );
     store.limiter(|state| state.limiter());
-    match arm_stop(engine, stop_mode, &mut store, stop) {
+    match arm_stop(engine, StopMode::InGuest, &mut store, stop) {
         Some(status) => Ok(Err(status)),
         None => Ok(Ok(store)),
     }

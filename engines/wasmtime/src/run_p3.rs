@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use wasmbay_shim_core::{
-    CompiledModule, EngineError, ExitStatus, ModuleKind, StopHandle, StopMode, WasiConfig,
+    CompiledModule, EngineError, ExitStatus, ModuleKind, StopHandle, WasiConfig,
 };
 use wasmtime::component::Linker;
 use wasmtime_wasi::p3::bindings::CommandPre;
@@ -35,16 +35,16 @@ pub(crate) fn p2_async_linker(
     Ok(linker)
 }
 
+/// Components always carry epoch checks (see `WasmtimeEngine::components`), so a stop
+/// interrupts the guest in place (`StopMode::InGuest`), whatever the frontend chose.
 pub(crate) struct P3CommandModule {
     engine: wasmtime::Engine,
-    stop_mode: StopMode,
     pre: Arc<CommandPre<ComponentState>>,
 }
 
 impl P3CommandModule {
     pub(crate) fn new(
         engine: wasmtime::Engine,
-        stop_mode: StopMode,
         pre: wasmtime::component::InstancePre<ComponentState>,
     ) -> Result<Self, EngineError> {
         let pre = CommandPre::new(pre).map_err(|e| EngineError::MissingExport {
@@ -52,7 +52,6 @@ impl P3CommandModule {
         })?;
         Ok(P3CommandModule {
             engine,
-            stop_mode,
             pre: Arc::new(pre),
         })
     }
@@ -69,7 +68,7 @@ impl CompiledModule for P3CommandModule {
         entry: Option<&str>,
         stop: &StopHandle,
     ) -> Result<ExitStatus, EngineError> {
-        let mut store = match command_store(&self.engine, self.stop_mode, config, entry, stop)? {
+        let mut store = match command_store(&self.engine, config, entry, stop)? {
             Ok(store) => store,
             Err(status) => return Ok(status),
         };

@@ -449,7 +449,19 @@ struct Served {
 }
 
 impl Served {
-    fn start(module: Arc<dyn CompiledModule>, config: WasiConfig, limits: ServeLimits) -> Served {
+    /// Compiles `wasm` (it must be a handler) and serves it with guest variables `env`, the
+    /// guest's stderr (trap messages) discarded.
+    fn start(wasm: &[u8], env: &[(&str, &str)], limits: ServeLimits) -> Served {
+        let module = engine().compile(wasm, ModuleKind::Component).unwrap();
+        assert!(module.serves_http());
+        let config = WasiConfig {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            stderr: Stdio::Null,
+            ..WasiConfig::default()
+        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let stop = StopHandle::new();
@@ -515,16 +527,11 @@ fn request(address: std::net::SocketAddr, method: &str, path: &str, body: &str) 
 
 #[test]
 fn a_handler_is_served_an_instance_per_request_and_a_trap_answers_only_its_request() {
-    let engine = engine();
-    let module = engine
-        .compile(&http_handler(), ModuleKind::Component)
-        .unwrap();
-    let config = WasiConfig {
-        env: vec![("GREETING".into(), "hi".into())],
-        stderr: Stdio::Null,
-        ..WasiConfig::default()
-    };
-    let served = Served::start(module, config, ServeLimits::default());
+    let served = Served::start(
+        &http_handler(),
+        &[("GREETING", "hi")],
+        ServeLimits::default(),
+    );
     let at = served.address;
     assert_eq!(
         request(at, "GET", "/", ""),
@@ -547,20 +554,12 @@ fn a_handler_is_served_an_instance_per_request_and_a_trap_answers_only_its_reque
 
 #[test]
 fn per_request_memory_and_time_limits_answer_500_and_the_next_request_succeeds() {
-    let engine = engine();
-    let module = engine
-        .compile(&http_handler(), ModuleKind::Component)
-        .unwrap();
-    let config = WasiConfig {
-        stderr: Stdio::Null,
-        ..WasiConfig::default()
-    };
     let limits = ServeLimits {
         request_memory: Some(32 << 20),
         request_timeout: Duration::from_millis(500),
         max_concurrency: 4,
     };
-    let served = Served::start(module, config, limits);
+    let served = Served::start(&http_handler(), &[], limits);
     let at = served.address;
     assert_eq!(request(at, "GET", "/alloc/8", "").0, 200);
     assert_eq!(request(at, "GET", "/alloc/64", "").0, 500, "over 32 MiB");
@@ -578,15 +577,7 @@ fn per_request_memory_and_time_limits_answer_500_and_the_next_request_succeeds()
 
 #[test]
 fn a_stop_drains_the_request_in_flight_then_refuses_connections() {
-    let engine = engine();
-    let module = engine
-        .compile(&http_handler(), ModuleKind::Component)
-        .unwrap();
-    let config = WasiConfig {
-        stderr: Stdio::Null,
-        ..WasiConfig::default()
-    };
-    let served = Served::start(module, config, ServeLimits::default());
+    let served = Served::start(&http_handler(), &[], ServeLimits::default());
     let at = served.address;
     let slow = std::thread::spawn(move || request(at, "GET", "/sleep/700", ""));
     std::thread::sleep(Duration::from_millis(200));
@@ -600,19 +591,11 @@ fn a_stop_drains_the_request_in_flight_then_refuses_connections() {
 
 #[test]
 fn a_wasi_0_3_service_is_served() {
-    let engine = engine();
-    let module = engine
-        .compile(
-            &wasip3_case("http-service-echo.wasm"),
-            ModuleKind::Component,
-        )
-        .unwrap();
-    assert!(module.serves_http());
-    let config = WasiConfig {
-        stderr: Stdio::Null,
-        ..WasiConfig::default()
-    };
-    let served = Served::start(module, config, ServeLimits::default());
+    let served = Served::start(
+        &wasip3_case("http-service-echo.wasm"),
+        &[],
+        ServeLimits::default(),
+    );
     let at = served.address;
     assert_eq!(
         request(at, "POST", "/echo", "hello, echo"),
