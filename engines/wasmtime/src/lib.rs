@@ -33,10 +33,14 @@ pub struct WasmtimeEngine {
     stop_mode: StopMode,
     /// Components: always with epoch checks. An HTTP handler's requests are bounded in time
     /// by them, and whether a component serves is known only once it is loaded, after the
-    /// frontend chose how to stop. With [`StopMode::InGuest`] this is `engine` itself.
-    components: wasmtime::Engine,
+    /// frontend chose how to stop. With [`StopMode::InGuest`] this is `engine` itself;
+    /// otherwise it is made from `component_settings` on the first component, so that a
+    /// core-module container's start never builds it.
+    components: OnceLock<wasmtime::Engine>,
+    component_settings: Settings,
     core_linker: Arc<wasmtime::Linker<run_core::CoreState>>,
-    component_linker: Arc<wasmtime::component::Linker<run_component::ComponentState>>,
+    /// The WASI 0.2 command host, made with `components`.
+    component_linker: OnceLock<Arc<wasmtime::component::Linker<run_component::ComponentState>>>,
     /// Made on the first WASI 0.3 component: most processes never see one, and a container's
     /// start should not pay for linking a second set of interfaces.
     p3_linker: OnceLock<Arc<wasmtime::component::Linker<run_component::ComponentState>>>,
@@ -46,29 +50,50 @@ pub struct WasmtimeEngine {
 impl WasmtimeEngine {
     pub fn new(settings: &Settings) -> Result<Self, EngineError> {
         let engine = settings.build_engine()?;
-        let components = match settings.stop_mode {
-            StopMode::InGuest => engine.clone(),
-            StopMode::ExitProcess => Settings {
-                stop_mode: StopMode::InGuest,
-                ..settings.clone()
-            }
-            .build_engine()?,
+        let component_settings = Settings {
+            stop_mode: StopMode::InGuest,
+            ..settings.clone()
         };
+        let components = OnceLock::new();
+        if settings.stop_mode == StopMode::InGuest {
+            let _ = components.set(engine.clone());
+        }
         let core_linker = run_core::linker(&engine)?;
-        let component_linker = run_component::linker(&components)?;
+        // The component engine is a function of `settings` (the same settings, epoch checks
+        // on), which the core engine's hash covers; the tag keeps the two modes apart. wasmtime
+        // still checks every artifact's own header against the engine that loads it.
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        components.precompile_compatibility_hash().hash(&mut hasher);
+        "components: epoch checks".hash(&mut hasher);
         let fingerprint = format!("{}-{:016x}", std::env::consts::ARCH, hasher.finish());
         Ok(WasmtimeEngine {
             engine,
             stop_mode: settings.stop_mode,
             components,
+            component_settings,
             core_linker: Arc::new(core_linker),
-            component_linker: Arc::new(component_linker),
+            component_linker: OnceLock::new(),
             p3_linker: OnceLock::new(),
             fingerprint,
         })
+    }
+
+    fn components(&self) -> Result<&wasmtime::Engine, EngineError> {
+        if let Some(engine) = self.components.get() {
+            return Ok(engine);
+        }
+        let engine = self.component_settings.build_engine()?;
+        Ok(self.components.get_or_init(|| engine))
+    }
+
+    fn component_linker(
+        &self,
+    ) -> Result<Arc<wasmtime::component::Linker<run_component::ComponentState>>, EngineError> {
+        if let Some(linker) = self.component_linker.get() {
+            return Ok(linker.clone());
+        }
+        let linker = Arc::new(run_component::linker(self.components()?)?);
+        Ok(self.component_linker.get_or_init(|| linker).clone())
     }
 
     fn wrap_core(&self, module: wasmtime::Module) -> Result<Arc<dyn CompiledModule>, EngineError> {
@@ -98,23 +123,25 @@ impl WasmtimeEngine {
                 // Handlers of either release are called concurrently (serve.rs), so they link
                 // against the asynchronous host, as WASI 0.3 commands do.
                 let linker = match release {
-                    world::WasiRelease::P2 => Arc::new(run_p3::p2_async_linker(&self.components)?),
+                    world::WasiRelease::P2 => {
+                        Arc::new(run_p3::p2_async_linker(self.components()?)?)
+                    }
                     world::WasiRelease::P3 => self.p3_linker()?,
                 };
                 let pre = linker.instantiate_pre(&component).map_err(instantiate)?;
                 Ok(Arc::new(serve::HttpHandlerModule::new(
-                    self.components.clone(),
+                    self.components()?.clone(),
                     pre,
                     export.clone(),
                 )?))
             }
             (world::World::Command, world::WasiRelease::P2) => {
                 let pre = self
-                    .component_linker
+                    .component_linker()?
                     .instantiate_pre(&component)
                     .map_err(instantiate)?;
                 Ok(Arc::new(run_component::ComponentModule::new(
-                    self.components.clone(),
+                    self.components()?.clone(),
                     pre,
                 )?))
             }
@@ -124,7 +151,7 @@ impl WasmtimeEngine {
                     .instantiate_pre(&component)
                     .map_err(instantiate)?;
                 Ok(Arc::new(run_p3::P3CommandModule::new(
-                    self.components.clone(),
+                    self.components()?.clone(),
                     pre,
                 )?))
             }
@@ -137,7 +164,7 @@ impl WasmtimeEngine {
         if let Some(linker) = self.p3_linker.get() {
             return Ok(linker.clone());
         }
-        let linker = Arc::new(run_p3::linker(&self.components)?);
+        let linker = Arc::new(run_p3::linker(self.components()?)?);
         Ok(self.p3_linker.get_or_init(|| linker).clone())
     }
 }
@@ -166,7 +193,7 @@ impl Engine for WasmtimeEngine {
                 self.wrap_core(wasmtime::Module::new(&self.engine, wasm).map_err(invalid)?)
             }
             ModuleKind::Component => self.wrap_component(
-                wasmtime::component::Component::new(&self.components, wasm).map_err(invalid)?,
+                wasmtime::component::Component::new(self.components()?, wasm).map_err(invalid)?,
             ),
         }
     }
@@ -174,7 +201,7 @@ impl Engine for WasmtimeEngine {
     fn precompile(&self, wasm: &[u8], kind: ModuleKind) -> Result<Vec<u8>, EngineError> {
         let result = match kind {
             ModuleKind::Core => self.engine.precompile_module(wasm),
-            ModuleKind::Component => self.components.precompile_component(wasm),
+            ModuleKind::Component => self.components()?.precompile_component(wasm),
         };
         result.map_err(|e| EngineError::InvalidModule(format!("{e:#}")))
     }
@@ -201,7 +228,7 @@ impl Engine for WasmtimeEngine {
             ModuleKind::Component => {
                 let component =
                     // SAFETY: a cache artifact this runtime wrote, as said above.
-                    unsafe { wasmtime::component::Component::deserialize_file(&self.components, path) }
+                    unsafe { wasmtime::component::Component::deserialize_file(self.components()?, path) }
                         .map_err(bad)?;
                 self.wrap_component(component)
             }
